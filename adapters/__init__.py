@@ -1,0 +1,1 @@
+"""Vendor adapters: one folder per ticketing package (client, translation, config)."""

@@ -1,0 +1,21 @@
+"""The ``meldhub`` command line: one entry point for operators and the demo."""
+
+from __future__ import annotations
+
+import typer
+
+from hub.cli import hub_cmd, kafka_cmd, validate_cmd
+
+app = typer.Typer(
+    name="meldhub",
+    help="Meldingen Hub: validate, route and dead-letter OSLO meldingen over Kafka.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(kafka_cmd.app, name="kafka", help="Run a local single-node Apache Kafka (no Docker).")
+app.add_typer(hub_cmd.app, name="hub", help="Run the hub's stages.")
+app.command("validate", help="Validate melding files against the hub's SHACL shapes.")(validate_cmd.validate)
+
+
+def main() -> None:
+    app()

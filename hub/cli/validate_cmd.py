@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+
+def validate(files: list[str]) -> None:
+    raise NotImplementedError

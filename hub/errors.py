@@ -1,0 +1,69 @@
+"""Error classes of the hub: each failure a stage can meet has one class and a one-line
+reason an admin understands. The class is carried in the dead letter's
+``error-class`` header, so admins filter and replay by it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorClass(StrEnum):
+    TOO_LARGE = "too-large"
+    NOT_UTF8 = "not-utf8"
+    NOT_JSON = "not-json"
+    NOT_JSONLD = "not-jsonld"
+    SHAPE_VIOLATION = "shape-violation"
+    UNKNOWN_CATEGORY = "unknown-category"
+    MISSING_LOCATION = "missing-location"
+    OUTSIDE_REGION = "outside-region"
+    NO_OWNER = "no-owner"
+    BUG = "bug"
+
+
+class HubError(Exception):
+    """A failure that sends a message to the dead-letter topic instead of crashing the hub."""
+
+    error_class: ErrorClass = ErrorClass.BUG
+
+    def __init__(self, reason: str, details: Any = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.details = details
+
+
+class TooLarge(HubError):
+    error_class = ErrorClass.TOO_LARGE
+
+
+class NotUtf8(HubError):
+    error_class = ErrorClass.NOT_UTF8
+
+
+class NotJson(HubError):
+    error_class = ErrorClass.NOT_JSON
+
+
+class NotJsonLd(HubError):
+    error_class = ErrorClass.NOT_JSONLD
+
+
+class ShapeViolation(HubError):
+    error_class = ErrorClass.SHAPE_VIOLATION
+
+
+class UnknownCategory(HubError):
+    error_class = ErrorClass.UNKNOWN_CATEGORY
+
+
+class MissingLocation(HubError):
+    error_class = ErrorClass.MISSING_LOCATION
+
+
+class OutsideRegion(HubError):
+    error_class = ErrorClass.OUTSIDE_REGION
+
+
+class NoOwner(HubError):
+    error_class = ErrorClass.NO_OWNER

@@ -1,0 +1,66 @@
+"""Topic names and header names, defined once for every stage and adapter.
+
+Consumers outside the hub (intercommunales, utilities) read these topics with any Kafka
+client, so the names are part of the public contract: change them only with a new major
+version.
+"""
+
+from __future__ import annotations
+
+import re
+
+INBOUND = "meldingen.inbound"
+"""Every channel adapter produces new meldingen here (JSON-LD, key = melding id)."""
+
+DEADLETTER = "meldingen.deadletter"
+"""Whatever the hub cannot parse, validate or route: original bytes, reason in headers."""
+
+STATUS = "meldingen.status"
+"""Status changes reported by the owning authority's system."""
+
+AUTHORITY_PREFIX = "meldingen.authority."
+STATUS_PREFIX = "meldingen.status."
+
+_AUTHORITY_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def authority_topic(authority_id: str) -> str:
+    """The topic an authority (its adapter or its own Kafka client) reads its meldingen from."""
+    if not _AUTHORITY_ID.match(authority_id):
+        raise ValueError(f"invalid authority id {authority_id!r}: use lower-case letters, digits and '-'")
+    return AUTHORITY_PREFIX + authority_id
+
+
+def status_topic(source_id: str) -> str:
+    """The topic the channel adapter ``source_id`` reads status changes for its citizens from."""
+    if not _AUTHORITY_ID.match(source_id):
+        raise ValueError(f"invalid source id {source_id!r}: use lower-case letters, digits and '-'")
+    return STATUS_PREFIX + source_id
+
+
+class Header:
+    """Kafka header names. Values are UTF-8 bytes."""
+
+    MELDING_ID = "melding-id"
+    SOURCE = "source"  # the channel adapter that produced the melding (e.g. "open311-kortrijk")
+    CONTENT_TYPE = "content-type"
+    SCHEMA = "schema"  # the JSON-LD context / profile version of the value
+
+    # set by the route stage
+    AUTHORITY = "authority"
+    RULE_ID = "route-rule"
+    RULESET_VERSION = "route-ruleset-version"
+    MUNICIPALITY_NIS = "municipality-nis"
+
+    # set on dead letters
+    ERROR_CLASS = "error-class"
+    ERROR_REASON = "error-reason"
+    ERROR_DETAILS = "error-details"  # JSON: SHACL violations or other structured context
+    ORIGINAL_TOPIC = "original-topic"
+    ORIGINAL_PARTITION = "original-partition"
+    ORIGINAL_OFFSET = "original-offset"
+    FIRST_SEEN = "first-seen"
+    HUB_VERSION = "hub-version"
+
+
+JSONLD_CONTENT_TYPE = "application/ld+json"
