@@ -6,6 +6,8 @@ reason an admin understands. The class is carried in the dead letter's
 from __future__ import annotations
 
 from enum import StrEnum
+import hashlib
+import traceback
 from typing import Any
 
 
@@ -67,3 +69,22 @@ class OutsideRegion(HubError):
 
 class NoOwner(HubError):
     error_class = ErrorClass.NO_OWNER
+
+
+class BugError(HubError):
+    """An unexpected exception inside a stage: dead-lettered with its type and a fingerprint,
+    so the hub keeps running and the same bug groups under one fingerprint."""
+
+    error_class = ErrorClass.BUG
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> BugError:
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = "|".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.name}" for f in frames)
+        fingerprint = hashlib.sha256(f"{type(exc).__name__}|{where}".encode()).hexdigest()[:16]
+        last = frames[-1] if frames else None
+        location = f" in {last.name} ({last.filename.rsplit('/', 1)[-1]}:{last.lineno})" if last else ""
+        return cls(
+            f"unexpected {type(exc).__name__}{location}; fingerprint {fingerprint}",
+            {"exception": type(exc).__name__, "fingerprint": fingerprint, "frames": where},
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from hub.cli import hub_cmd, kafka_cmd, validate_cmd
+from hub.cli import demo_cmd, hub_cmd, kafka_cmd, validate_cmd
 
 app = typer.Typer(
     name="meldhub",
@@ -14,6 +14,7 @@ app = typer.Typer(
 )
 app.add_typer(kafka_cmd.app, name="kafka", help="Run a local single-node Apache Kafka (no Docker).")
 app.add_typer(hub_cmd.app, name="hub", help="Run the hub's stages.")
+app.add_typer(demo_cmd.app, name="demo", help="Run the demo: Kafka, the hub and a feed of meldingen.")
 app.command("validate", help="Validate melding files against the hub's SHACL shapes.")(validate_cmd.validate)
 
 

@@ -1,0 +1,166 @@
+"""``meldhub demo run``: a local Kafka, the hub as a user starts it, a feed, and a report.
+
+Everything the demo starts it also stops, also on Ctrl-C or failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from hub.demo import DemoFeed, FeedItem
+from hub.geo import MunicipalityIndex
+from hub.kafka_io import Delivered, collect, produce
+from hub.registry import Registry
+from hub.topics import DEADLETTER, INBOUND, Header, authority_topic
+
+
+def meldhub_executable() -> list[str]:
+    """The ``meldhub`` console script of this environment (as a user runs it)."""
+    script = Path(sys.executable).with_name("meldhub")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("meldhub")
+    return [found] if found else [sys.executable, "-m", "hub"]
+
+
+class HubProcess:
+    """``meldhub hub run`` as a child process, its JSON log lines going to a file."""
+
+    def __init__(self, bootstrap: str, log_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.bootstrap = bootstrap
+        self.log_path = log_path
+        self.args = args
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 90.0) -> HubProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [*meldhub_executable(), "hub", "run", "--bootstrap-servers", self.bootstrap, *self.args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_path.read_bytes()[offset:].decode("utf-8", errors="replace")
+            if '"hub.ready"' in text:
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"meldhub hub run exited with {self.proc.returncode}:\n{text[-3000:]}")
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"meldhub hub run not ready after {timeout:.0f}s; see {self.log_path}")
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)
+
+    def kill(self) -> int | None:
+        return self.stop(signal.SIGKILL)
+
+    def __enter__(self) -> HubProcess:
+        return self.start() if self.proc is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def report(items: list[FeedItem], delivered: list[Delivered], registry: Registry, console: Console) -> bool:
+    """Print what went where; return True when every fed melding was accounted for exactly once."""
+    names = {authority_topic(a.id): a.name for a in registry.authorities}
+    by_id: dict[str, list[Delivered]] = defaultdict(list)
+    for d in delivered:
+        if d.melding_id:
+            by_id[d.melding_id].append(d)
+    kinds = {i.melding_id: i for i in items}
+
+    routed = Table(title="Routed meldingen per destination topic", title_justify="left")
+    for col in ("topic", "authority", "meldingen", "categories"):
+        routed.add_column(col)
+    per_topic: dict[str, Counter[str]] = defaultdict(Counter)
+    for d in delivered:
+        if d.topic != DEADLETTER and d.melding_id in kinds:
+            per_topic[d.topic][kinds[d.melding_id].category or "?"] += 1
+    for topic in sorted(per_topic):
+        cats = per_topic[topic]
+        routed.add_row(
+            topic, names.get(topic, "?"), str(sum(cats.values())), ", ".join(f"{c} {n}" for c, n in sorted(cats.items()))
+        )
+    console.print(routed)
+
+    dead = Table(title=f"Dead letters on {DEADLETTER} per reason", title_justify="left")
+    for col in ("error class", "count", "fed as", "example reason"):
+        dead.add_column(col)
+    per_class: dict[str, list[Delivered]] = defaultdict(list)
+    for d in delivered:
+        if d.topic == DEADLETTER:
+            per_class[d.headers.get(Header.ERROR_CLASS, "?")].append(d)
+    for cls in sorted(per_class):
+        ds = per_class[cls]
+        fed_as = Counter(kinds[d.melding_id].kind for d in ds if d.melding_id in kinds)
+        dead.add_row(
+            cls, str(len(ds)), ", ".join(sorted(fed_as)), ds[0].headers.get(Header.ERROR_REASON, "")[:110]
+        )
+    console.print(dead)
+
+    missing = [i for i in items if i.melding_id not in by_id]
+    doubled = [m for m, ds in by_id.items() if len(ds) > 1]
+    n_dead = sum(len(v) for v in per_class.values())
+    console.print(
+        f"fed {len(items)} meldingen: {len(delivered) - n_dead} routed, {n_dead} dead-lettered, "
+        f"{len(missing)} unaccounted for, {len(doubled)} delivered more than once"
+    )
+    return not missing and not doubled
+
+
+def run_demo(count: int, workdir: Path, port: int | None, seed: int | None) -> bool:
+    from hub.kafka_local import LocalKafka, free_port
+
+    console = Console()
+    registry = Registry.load(None)
+    feed = DemoFeed(registry, MunicipalityIndex.load(), seed=seed if seed is not None else time.time_ns())
+    items = feed.feed(count)
+    kafka = LocalKafka(workdir=workdir / "kafka", port=port or free_port())
+    console.print(f"[bold]1/4[/] starting Apache Kafka (local JVM broker, work dir {kafka.workdir}) …")
+    started_kafka = not kafka.is_running()
+    bootstrap = kafka.up()
+    hub = HubProcess(bootstrap, workdir / "hub.log")
+    try:
+        console.print(f"[bold]2/4[/] starting the hub: meldhub hub run --bootstrap-servers {bootstrap} …")
+        hub.start()
+        console.print(f"[bold]3/4[/] feeding {len(items)} meldingen ({count} valid, "
+                      f"{len(items) - count} broken on purpose) to {INBOUND} …")
+        asyncio.run(produce(bootstrap, INBOUND, ((i.key, i.value, i.headers) for i in items)))
+        topics = [DEADLETTER, *(authority_topic(a.id) for a in registry.authorities)]
+        console.print("[bold]4/4[/] reading every destination topic back …")
+        delivered = asyncio.run(collect(bootstrap, topics, {i.melding_id for i in items}, timeout=120))
+        ok = report(items, delivered, registry, console)
+        console.print(f"hub log (JSON lines, no personal data): {hub.log_path}")
+        return ok
+    finally:
+        hub.stop()
+        if started_kafka:
+            kafka.down()
+        console.print("stopped the hub" + (" and Kafka" if started_kafka else ""))

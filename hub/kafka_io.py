@@ -1,0 +1,131 @@
+"""Plain produce and read-back helpers for the demo feed, the CLI and the tests.
+
+Reading back assigns every partition of the given topics directly (no consumer group), so
+an observer never takes partitions away from the hub or from an authority's consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from hub.topics import Header
+
+MAX_RECORD_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A record found on a topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str]
+
+    @property
+    def melding_id(self) -> str | None:
+        if Header.MELDING_ID in self.headers:
+            return self.headers[Header.MELDING_ID]
+        return self.key.decode("utf-8", errors="replace") if self.key else None
+
+
+async def produce(
+    bootstrap: str,
+    topic: str,
+    records: Iterable[tuple[bytes | None, bytes | None, tuple[tuple[str, bytes], ...]]],
+) -> int:
+    """Send (key, value, headers) records and wait until the broker acknowledged all."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, max_request_size=MAX_RECORD_BYTES
+    )
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, value=value, key=key, headers=list(headers)) for key, value, headers in records
+        ]
+        await asyncio.gather(*futures)
+        return len(futures)
+    finally:
+        await producer.stop()
+
+
+async def collect(
+    bootstrap: str,
+    topics: Iterable[str],
+    wanted: set[str] | None = None,
+    timeout: float = 60.0,
+    settle: float = 1.0,
+) -> list[Delivered]:
+    """Read ``topics`` from the start (read_committed) until every id in ``wanted`` was seen
+    (or ``timeout`` passed), then keep reading for ``settle`` seconds so late duplicates are
+    counted too. With ``wanted=None`` it reads up to the current end of each partition.
+    Only records whose melding id is in ``wanted`` are returned."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=MAX_RECORD_BYTES,
+        fetch_max_bytes=4 * MAX_RECORD_BYTES,
+    )
+    await consumer.start()
+    try:
+        partitions = []
+        for topic in topics:
+            for p in consumer.partitions_for_topic(topic) or await _partitions(consumer, topic):
+                partitions.append(TopicPartition(topic, p))
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        found: list[Delivered] = []
+        seen: set[str] = set()
+        deadline = time.monotonic() + timeout
+        end = await consumer.end_offsets(partitions) if wanted is None else None
+        settle_until: float | None = None
+        while True:
+            now = time.monotonic()
+            if wanted is not None and settle_until is None and wanted <= seen:
+                settle_until = now + settle
+            if settle_until is not None and now >= settle_until:
+                break
+            if now >= deadline:
+                break
+            if end is not None and all(await _position(consumer, tp) >= end[tp] for tp in partitions):
+                break
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for r in records:
+                    d = Delivered(
+                        r.topic,
+                        r.partition,
+                        r.offset,
+                        r.key,
+                        r.value,
+                        {k: (v or b"").decode("utf-8", errors="replace") for k, v in (r.headers or ())},
+                    )
+                    if wanted is None or d.melding_id in wanted:
+                        found.append(d)
+                        if d.melding_id:
+                            seen.add(d.melding_id)
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    for _ in range(50):
+        await consumer.topics()  # refreshes metadata: topics are fetched lazily
+        parts = consumer.partitions_for_topic(topic)
+        if parts:
+            return parts
+        await asyncio.sleep(0.1)
+    raise LookupError(f"topic {topic!r} does not exist")
+
+
+async def _position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
+    return await consumer.position(tp)

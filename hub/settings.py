@@ -1,0 +1,36 @@
+"""Run-time settings of the hub, from options, the environment (``MELDHUB_*``) or defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hub.pipeline import MAX_MESSAGE_BYTES
+
+
+class HubSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MELDHUB_", extra="ignore", populate_by_name=True)
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("MELDHUB_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    group_id: str = "meldingen-hub"
+    registry: Path | None = None
+    """Authority registry YAML; ``None`` takes ``MELDHUB_REGISTRY`` or the example region."""
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    partitions: int = 3
+    """Partitions of topics the hub creates; the consumer group scales up to this many workers."""
+    replication_factor: int = 1
+    create_topics: bool = True
+    batch_size: int = 200
+    log_level: str = "INFO"
+
+    @property
+    def topic_max_message_bytes(self) -> int:
+        """Broker-side limit for inbound and dead-letter topics: above the hub's own limit, so
+        an oversized melding still reaches the hub and is dead-lettered with a reason instead of
+        being refused at the producer where nobody sees it."""
+        return max(4 * self.max_message_bytes, 4 * 1024 * 1024)

@@ -1,0 +1,41 @@
+"""The log gate: personal data never reaches a log line, coordinates and ids do."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from hub import logs
+
+
+def _lines(buf: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in buf.getvalue().splitlines() if line.strip()]
+
+
+def test_personal_keys_and_values_are_redacted_but_routing_facts_stay() -> None:
+    buf = io.StringIO()
+    logs.configure("INFO", stream=buf)
+    log = logs.get_logger("t")
+    with logs.bind_melding("3f6c2a1e-8d4b-4c7a-9e21-5b0d7f6a1c42"):
+        log.info(
+            "melding.routed",
+            melder={"naam": "An Vermeulen"},
+            email="an.vermeulen@example.org",
+            reason="reporter wrote: bel me op 0470/12.34.56 of an.vermeulen@example.org",
+            wkt="POINT (3.2649 50.8303)",
+            municipality="34022",
+        )
+    (line,) = _lines(buf)
+    text = json.dumps(line, ensure_ascii=False)
+    for secret in ("An Vermeulen", "an.vermeulen@example.org", "0470/12.34.56"):
+        assert secret not in text
+    assert line["correlation_id"] == "3f6c2a1e-8d4b-4c7a-9e21-5b0d7f6a1c42"
+    assert line["wkt"] == "POINT (3.2649 50.8303)"
+    assert line["municipality"] == "34022"
+    assert line["event"] == "melding.routed"
+
+
+def test_scrub_masks_belgian_phone_formats() -> None:
+    for phone in ("+32 470 12 34 56", "0032 470 123456", "0470/12.34.56", "056 27 72 00", "0486-55-66-77"):
+        assert logs.scrub(f"tel {phone} graag") == f"tel {logs.REDACTED} graag"
+    assert logs.scrub("2026-11-20T08:15:00+01:00 offset 1234567890") == "2026-11-20T08:15:00+01:00 offset 1234567890"
