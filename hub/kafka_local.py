@@ -1,0 +1,434 @@
+"""A real, single-node Apache Kafka broker as a plain JVM process: no Docker, no tarball.
+
+Why: the hub's exactly-once core depends on broker behaviour (transactions, group
+coordination, ``read_committed``) that fakes do not reproduce, and the machines that build
+and test the hub have Java and Maven but no Docker engine. Maven Central carries every
+broker jar, so ``deploy/kafka/pom.xml`` pins the broker version and this module:
+
+1. resolves the jars once into ``deploy/kafka/lib/<pom hash>/`` (cached; a changed pom
+   resolves again);
+2. writes ``server.properties`` for one combined KRaft node on loopback;
+3. formats the storage (first start of a work dir only);
+4. starts ``kafka.Kafka`` detached (own session, pid file, output to ``kafka.out``);
+5. waits for a metadata answer from the broker (not just an open port);
+6. stops it with SIGTERM (controlled shutdown), then SIGKILL after a grace period.
+
+Work dir layout: ``server.properties``, ``data/`` (log.dirs), ``logs/server.log``,
+``kafka.out`` (stdout/stderr), ``kafka.pid``, ``kafka.json`` (what ``status`` reports).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Iterator
+import concurrent.futures
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+from pathlib import Path
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from typing import Any
+import uuid
+
+from hub.kafka_admin import cluster_info
+
+DEFAULT_PORT = 9092
+HOST = "127.0.0.1"
+
+
+class LocalKafkaError(RuntimeError):
+    """The local broker could not be resolved, formatted, started or stopped."""
+
+
+def project_root() -> Path:
+    """The directory holding ``deploy/kafka/pom.xml`` (env ``MELDHUB_HOME`` overrides)."""
+    env = os.environ.get("MELDHUB_HOME")
+    return Path(env).resolve() if env else Path(__file__).resolve().parents[1]
+
+
+def default_workdir() -> Path:
+    """``.run/kafka`` under the project root (env ``MELDHUB_KAFKA_DIR`` overrides)."""
+    env = os.environ.get("MELDHUB_KAFKA_DIR")
+    return Path(env).resolve() if env else project_root() / ".run" / "kafka"
+
+
+def pom_path() -> Path:
+    return project_root() / "deploy" / "kafka" / "pom.xml"
+
+
+def pinned_version(pom: Path | None = None) -> str:
+    """The ``kafka.version`` property of the pom: the broker version the jars will be."""
+    text = (pom or pom_path()).read_text(encoding="utf-8")
+    match = re.search(r"<kafka\.version>\s*([^<\s]+)\s*</kafka\.version>", text)
+    if not match:
+        raise LocalKafkaError(f"no <kafka.version> property in {pom or pom_path()}")
+    return match.group(1)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that is free right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive ``flock``: concurrent test sessions and CLI calls queue up here."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def resolve_jars(pom: Path | None = None, mvn: str | None = None) -> Path:
+    """Copy the broker's runtime jars from Maven (Central) once; return the lib directory.
+
+    The cache key is the pom's content hash, so editing the pinned version resolves anew,
+    while every later call (and every test session) costs one ``stat``.
+    """
+    pom = pom or pom_path()
+    digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
+    lib_root = pom.parent / "lib"
+    lib = lib_root / digest
+    marker = lib / ".resolved"
+    if marker.exists():
+        return lib
+    with _locked(lib_root / ".lock"):
+        if marker.exists():  # another process resolved it while we waited
+            return lib
+        tmp = lib_root / f"{digest}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        cmd = [
+            mvn or os.environ.get("MELDHUB_MVN", "mvn"),
+            "-B", "-q", "-Dstyle.color=never",
+            "-f", str(pom),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={tmp}",
+        ]  # fmt: skip
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise LocalKafkaError(f"cannot run Maven to resolve the Kafka jars ({' '.join(cmd)}): {exc}") from exc
+        if done.returncode != 0 or not any(tmp.glob("kafka_2.13-*.jar")):
+            shutil.rmtree(tmp, ignore_errors=True)
+            tail = (done.stdout + done.stderr).strip()[-3000:]
+            raise LocalKafkaError(f"Maven failed to resolve the Kafka jars from {pom}:\n{tail}")
+        shutil.rmtree(lib, ignore_errors=True)
+        tmp.rename(lib)
+        marker.write_text(pinned_version(pom) + "\n", encoding="utf-8")
+        for stale in lib_root.iterdir():  # jars of earlier pom versions
+            if stale.is_dir() and stale.name != digest and ".tmp-" not in stale.name:
+                shutil.rmtree(stale, ignore_errors=True)
+    return lib
+
+
+def _random_cluster_id() -> str:
+    """What ``kafka-storage random-uuid`` prints (base64url, 22 chars), without a JVM start."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):  # Kafka's Uuid.randomUuid() avoids these too
+            return text
+
+
+def _run_sync(coro: Any) -> Any:
+    """Run a coroutine to completion even when the caller already runs an event loop."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+class LocalKafka:
+    """One single-node KRaft broker (combined broker+controller) living in ``workdir``."""
+
+    def __init__(
+        self,
+        workdir: Path | str | None = None,
+        port: int = DEFAULT_PORT,
+        controller_port: int | None = None,
+        *,
+        heap: str | None = None,
+        detach: bool = True,
+    ) -> None:
+        """``detach=False`` keeps the JVM in the caller's process group, so that a test run
+        killed as a group (CI time-out, Ctrl-C) takes its broker along; the CLI detaches so
+        the broker outlives ``meldhub kafka up``."""
+        self.detach = detach
+        self.workdir = Path(workdir).resolve() if workdir is not None else default_workdir()
+        self.port = port
+        self.controller_port = controller_port
+        self.heap = heap or os.environ.get("MELDHUB_KAFKA_HEAP", "512m")
+        self.properties = self.workdir / "server.properties"
+        self.data_dir = self.workdir / "data"
+        self.logs_dir = self.workdir / "logs"
+        self.out_file = self.workdir / "kafka.out"
+        self.pid_file = self.workdir / "kafka.pid"
+        self.state_file = self.workdir / "kafka.json"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    # ---- process bookkeeping -------------------------------------------------------------
+
+    def _state(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self.state_file.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            return {}
+
+    def pid(self) -> int | None:
+        """The pid of this work dir's broker if it is alive (a stale pid file gives None)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if self._proc is not None and self._proc.pid == pid and self._proc.poll() is not None:
+            return None  # our own child has exited (and is now reaped)
+        if not Path("/proc/self").exists():  # not Linux: all we can check is that the pid lives
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return None
+            except PermissionError:
+                pass
+            return pid
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        # A recycled pid or a zombie is not our broker.
+        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+            return None
+        if b"kafka.Kafka" not in cmdline or str(self.properties).encode() not in cmdline:
+            return None
+        return pid
+
+    def is_running(self) -> bool:
+        return self.pid() is not None
+
+    def status(self) -> dict[str, Any]:
+        """What ``meldhub kafka status`` prints; ``running`` is the process check alone."""
+        state = self._state()
+        pid = self.pid()
+        port = int(state.get("port", self.port))
+        return {
+            "running": pid is not None,
+            "pid": pid,
+            "bootstrap": f"{HOST}:{port}",
+            "controller_port": state.get("controller_port", self.controller_port),
+            "version": state.get("version") or pinned_version(),
+            "workdir": str(self.workdir),
+            "log": str(self.logs_dir / "server.log"),
+        }
+
+    # ---- start ---------------------------------------------------------------------------
+
+    def _server_properties(self, version: str) -> str:
+        lines = [
+            "# Written by hub.kafka_local on every start: edit the code, not this file.",
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"listeners=PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
+            f"advertised.listeners=PLAINTEXT://{HOST}:{self.port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"controller.quorum.voters=1@{HOST}:{self.controller_port}",
+            f"log.dirs={self.data_dir}",
+            "auto.create.topics.enable=false",
+            "num.partitions=3",
+            # Defaults of 50 partitions make the first group join / InitProducerId slow.
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "transaction.state.log.num.partitions=1",
+            "group.initial.rebalance.delay.ms=0",
+        ]
+        if int(version.split(".")[0]) >= 4:
+            lines += [
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+            ]
+        return "\n".join(lines) + "\n"
+
+    def _java(self) -> str:
+        java_home = os.environ.get("JAVA_HOME")
+        return str(Path(java_home) / "bin" / "java") if java_home else "java"
+
+    def _format(self, lib: Path) -> None:
+        if (self.data_dir / "meta.properties").exists():
+            return
+        cmd = [
+            self._java(), "-Xmx256m", "-cp", f"{lib}/*",
+            f"-Dlog4j2.configurationFile={pom_path().parent / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={self.logs_dir}",
+            "kafka.tools.StorageTool", "format",
+            "-t", _random_cluster_id(), "-c", str(self.properties),
+        ]  # fmt: skip
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise LocalKafkaError(f"cannot run Java 17+ ({cmd[0]}) to format {self.data_dir}: {exc}") from exc
+        if done.returncode != 0:
+            raise LocalKafkaError(f"formatting {self.data_dir} failed:\n{(done.stdout + done.stderr).strip()[-3000:]}")
+
+    def _cluster_id(self) -> str | None:
+        try:
+            text = (self.data_dir / "meta.properties").read_text(encoding="utf-8")
+        except OSError:
+            return None
+        match = re.search(r"^cluster\.id=(\S+)", text, re.MULTILINE)
+        return match.group(1) if match else None
+
+    def _pick_controller_port(self) -> int:
+        previous = self._state().get("controller_port")
+        if previous and previous != self.port and not _port_in_use(int(previous)):
+            return int(previous)
+        while (port := free_port()) == self.port:
+            pass
+        return port
+
+    def up(self, timeout: float = 90.0) -> str:
+        """Start the broker unless it already runs; return the bootstrap servers when ready.
+
+        Raises ``LocalKafkaError`` (naming the log files) when the JVM exits early or does not
+        answer a metadata request within ``timeout`` seconds; a broker that did not become
+        ready is stopped again rather than left half-started.
+        """
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with _locked(self.workdir / ".lock"):
+            if self.is_running():
+                self.port = int(self._state().get("port", self.port))
+                return self.bootstrap_servers
+            if _port_in_use(self.port):
+                raise LocalKafkaError(
+                    f"port {self.port} on {HOST} is already in use (another broker?); choose another port"
+                )
+            lib = resolve_jars()
+            version = pinned_version()
+            if self.controller_port is None:
+                self.controller_port = self._pick_controller_port()
+            self.properties.write_text(self._server_properties(version), encoding="utf-8")
+            self._format(lib)
+            self.logs_dir.mkdir(exist_ok=True)
+            cmd = [
+                self._java(), f"-Xmx{self.heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={pom_path().parent / 'log4j2.properties'}",
+                f"-Dkafka.logs.dir={self.logs_dir}",
+                "-cp", f"{lib}/*", "kafka.Kafka", str(self.properties),
+            ]  # fmt: skip
+            with open(self.out_file, "ab") as out:
+                self._proc = subprocess.Popen(
+                    cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    cwd=self.workdir, start_new_session=self.detach,
+                )  # fmt: skip
+            self.pid_file.write_text(f"{self._proc.pid}\n")
+            self.state_file.write_text(
+                json.dumps(
+                    {
+                        "pid": self._proc.pid,
+                        "port": self.port,
+                        "controller_port": self.controller_port,
+                        "version": version,
+                        "started_at": time.time(),
+                    }
+                ),
+                encoding="utf-8",
+            )
+            try:
+                self._wait_ready(timeout)
+            except BaseException:
+                self.down(timeout=10)
+                raise
+            return self.bootstrap_servers
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        expected_cluster = self._cluster_id()
+        last_error = "no answer yet"
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise LocalKafkaError(
+                    f"the Kafka JVM exited with code {self._proc.returncode} during start-up; "
+                    f"see {self.out_file} and {self.logs_dir / 'server.log'}{self._tail()}"
+                )
+            if _port_in_use(self.port):
+                try:
+                    info = _run_sync(cluster_info(self.bootstrap_servers, timeout=3.0))
+                    if info["brokers"] and info["cluster_id"] == expected_cluster:
+                        return
+                    last_error = f"metadata without this broker: {info}"
+                except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
+                    last_error = f"{type(exc).__name__}: {exc}"
+            time.sleep(0.25)
+        raise LocalKafkaError(
+            f"Kafka did not become ready on {self.bootstrap_servers} within {timeout:.0f}s ({last_error}); "
+            f"see {self.logs_dir / 'server.log'} and {self.out_file}"
+        )
+
+    def _tail(self, lines: int = 15) -> str:
+        """The end of ``kafka.out`` (JVM errors, WARN and above), to put into an error."""
+        try:
+            text = self.out_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-lines:]
+        except OSError:
+            return ""
+        return ("\n--- last lines of kafka.out ---\n" + "\n".join(text)) if text else ""
+
+    # ---- stop ----------------------------------------------------------------------------
+
+    def down(self, timeout: float = 30.0) -> bool:
+        """Stop the broker: SIGTERM (Kafka's controlled shutdown), SIGKILL after ``timeout``.
+
+        Returns False when nothing was running. Only a process whose command line names this
+        work dir's ``server.properties`` is ever signalled.
+        """
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        self._signal(pid, signal.SIGTERM)
+        if not self._wait_gone(pid, timeout):
+            self._signal(pid, signal.SIGKILL)
+            if not self._wait_gone(pid, 10.0):
+                raise LocalKafkaError(f"Kafka (pid {pid}) survived SIGKILL")
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    @staticmethod
+    def _signal(pid: int, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)  # a detached JVM leads its own group; else no group has this id
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+    def _wait_gone(self, pid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.pid == pid:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._proc.wait(timeout=0.2)
+            if self.pid() is None:
+                return True
+            time.sleep(0.1)
+        return self.pid() is None
