@@ -70,7 +70,9 @@ class DemoFeed:
         self.index = index
         self.categories: list[Category] = load_categories()
         self.municipalities = sorted(
-            ((a.nis, a.identifier, a.name) for a in registry.authorities if a.kind == "gemeente" and a.nis),
+            (a.nis, a.identifier, a.id, index.get(a.nis).name if index.get(a.nis) else a.name)
+            for a in registry.authorities
+            if a.kind == "gemeente" and a.nis
         )
         if not self.municipalities:
             raise ValueError("the registry lists no municipalities to generate meldingen for")
@@ -97,7 +99,7 @@ class DemoFeed:
         """A canonical melding (JSON-LD dict), its reporter (or None) and its municipality NIS."""
         rng = self.rng
         cat = next(c for c in self.categories if c.slug == category) if category else rng.choice(self.categories)
-        nis_, org_iri, gemeente = (
+        nis_, org_iri, authority_id, gemeente = (
             next(m for m in self.municipalities if m[0] == nis) if nis else rng.choice(self.municipalities)
         )
         lon, lat = point or self.point_in(nis_)
@@ -105,7 +107,7 @@ class DemoFeed:
         street = rng.choice(_texts()["straten"])
         melding_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         submitted = (self.now + timedelta(minutes=rng.randint(0, 60 * 24 * 3))).isoformat()
-        source = f"meldingsapp-{_slug(gemeente)}"
+        source = f"meldingsapp-{authority_id}"
         doc: dict[str, Any] = {
             "@context": CONTEXT,
             "@id": MELDING_BASE + melding_id,
@@ -221,7 +223,3 @@ class DemoFeed:
 def _headers(doc: dict[str, Any]) -> tuple[tuple[str, bytes], ...]:
     source = doc["meldingsapplicatie"].rsplit("/", 1)[-1]
     return ((Header.SOURCE, source.encode()), (Header.MELDING_ID, doc["identificator"]["notatie"].encode()))
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")

@@ -171,11 +171,13 @@ async def serve(settings: HubSettings) -> None:
     """Entry point of ``meldhub hub run``."""
     pipeline, registry = build_pipeline(settings)
     if settings.create_topics:
+        topics = topics_for(settings, registry)
         await ensure_topics(
             settings.bootstrap_servers,
-            topics_for(settings, registry),
+            list(topics),
             partitions=settings.partitions,
             replication_factor=settings.replication_factor,
+            configs=topics,
         )
     service = HubService(settings, pipeline)
     service.install_signal_handlers()
