@@ -138,7 +138,8 @@ def report(items: list[FeedItem], delivered: list[Delivered], registry: Registry
 def run_demo(count: int, workdir: Path, port: int | None, seed: int | None) -> bool:
     from hub.kafka_local import LocalKafka, free_port
 
-    console = Console()
+    # Piped output (CI, make run | tee) would wrap at 80 columns; the tables need more.
+    console = Console(width=None if sys.stdout.isatty() else 150)
     registry = Registry.load(None)
     feed = DemoFeed(registry, MunicipalityIndex.load(), seed=seed if seed is not None else time.time_ns())
     items = feed.feed(count)

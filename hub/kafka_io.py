@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from hub.topics import Header
 
@@ -76,10 +77,7 @@ async def collect(
     )
     await consumer.start()
     try:
-        partitions = []
-        for topic in topics:
-            for p in consumer.partitions_for_topic(topic) or await _partitions(consumer, topic):
-                partitions.append(TopicPartition(topic, p))
+        partitions = [TopicPartition(t, p) for t, ps in (await partitions_of(bootstrap, topics)).items() for p in ps]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         found: list[Delivered] = []
@@ -117,14 +115,18 @@ async def collect(
         await consumer.stop()
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    for _ in range(50):
-        await consumer.topics()  # refreshes metadata: topics are fetched lazily
-        parts = consumer.partitions_for_topic(topic)
-        if parts:
-            return parts
-        await asyncio.sleep(0.1)
-    raise LookupError(f"topic {topic!r} does not exist")
+async def partitions_of(bootstrap: str, topics: Iterable[str]) -> dict[str, list[int]]:
+    """Partition ids of each topic; raises LookupError for a topic that does not exist."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="meldhub-reader")
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    missing = [t["topic"] for t in described if t["error_code"] != 0]
+    if missing:
+        raise LookupError(f"topics do not exist: {', '.join(missing)}")
+    return {t["topic"]: sorted(p["partition"] for p in t["partitions"]) for t in described}
 
 
 async def _position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
