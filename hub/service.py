@@ -24,7 +24,7 @@ from hub.registry import Registry
 from hub.routing import Router
 from hub.settings import HubSettings
 from hub.topics import DEADLETTER, INBOUND, STATUS, authority_topic
-from hub.validation import ShaclValidator
+from hub.validation import make_validator
 
 log = logs.get_logger("hub.service")
 
@@ -35,7 +35,7 @@ def build_pipeline(settings: HubSettings) -> tuple[Pipeline, Registry]:
     """Load shapes, polygons and the registry once, at start-up, not per message."""
     registry = Registry.load(settings.registry)
     router = Router(registry, MunicipalityIndex.load())
-    return Pipeline(ShaclValidator(), router, settings.max_message_bytes), registry
+    return Pipeline(make_validator(settings.validator), router, settings.max_message_bytes), registry
 
 
 def topics_for(settings: HubSettings, registry: Registry) -> dict[str, dict[str, str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +28,8 @@ class HubSettings(BaseSettings):
     create_topics: bool = True
     batch_size: int = 200
     log_level: str = "INFO"
+    validator: Literal["pyshacl", "compiled"] = "pyshacl"
+    """SHACL engine: pyshacl (reference) or the compiled validator (same verdicts, faster)."""
 
     @property
     def topic_max_message_bytes(self) -> int:

@@ -15,6 +15,10 @@ INBOUND = "meldingen.inbound"
 DEADLETTER = "meldingen.deadletter"
 """Whatever the hub cannot parse, validate or route: original bytes, reason in headers."""
 
+DEADLETTER_ACTIONS = "meldingen.deadletter.actions"
+"""Admin decisions on dead letters (replayed, discarded, with who/when/why); dead letters
+themselves are never changed."""
+
 STATUS = "meldingen.status"
 """Status changes reported by the owning authority's system."""
 
@@ -61,6 +65,11 @@ class Header:
     ORIGINAL_OFFSET = "original-offset"
     FIRST_SEEN = "first-seen"
     HUB_VERSION = "hub-version"
+
+    # set on a replayed message (a new message; the dead letter itself is never changed)
+    REPLAYED_FROM = "replayed-from"  # "<topic>/<partition>/<offset>" of the dead letter
+    REPLAYED_BY = "replayed-by"
+    REPLAYED_AT = "replayed-at"
 
 
 JSONLD_CONTENT_TYPE = "application/ld+json"

@@ -398,3 +398,14 @@ def _term_text(term: Any) -> str:
 def _scrub(text: str) -> str:
     """Remove mailto:/tel: IRIs, which are personal data wherever they appear."""
     return _PERSONAL_IRI.sub(REDACTED, text)
+
+
+def make_validator(kind: str = "pyshacl") -> ShaclValidator:
+    """The validator the hub runs with: ``pyshacl`` (the reference) or ``compiled``."""
+    if kind == "pyshacl":
+        return ShaclValidator()
+    if kind == "compiled":
+        from hub.shacl_compiled import CompiledValidator
+
+        return CompiledValidator()
+    raise ValueError(f"unknown validator {kind!r}: use 'pyshacl' or 'compiled'")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from hub.cli import demo_cmd, hub_cmd, kafka_cmd, validate_cmd
+from hub.cli import adapters_cmd, demo_cmd, dlq_cmd, hub_cmd, kafka_cmd, route_cmd, validate_cmd
 
 app = typer.Typer(
     name="meldhub",
@@ -15,6 +15,9 @@ app = typer.Typer(
 app.add_typer(kafka_cmd.app, name="kafka", help="Run a local single-node Apache Kafka (no Docker).")
 app.add_typer(hub_cmd.app, name="hub", help="Run the hub's stages.")
 app.add_typer(demo_cmd.app, name="demo", help="Run the demo: Kafka, the hub and a feed of meldingen.")
+app.add_typer(route_cmd.app, name="route", help="Explain and check routing decisions.")
+app.add_typer(dlq_cmd.app, name="dlq", help="Inspect, replay, discard and export dead letters.")
+app.add_typer(adapters_cmd.app, name="adapters", help="List and check vendor adapters.")
 app.command("validate", help="Validate melding files against the hub's SHACL shapes.")(validate_cmd.validate)
 
 
