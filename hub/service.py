@@ -1,19 +1,18 @@
 """The Kafka loop around :class:`hub.pipeline.Pipeline`: consume, process, produce, commit.
 
-Delivery guarantee (this version): at least once. A batch's offsets are committed only
-after every output record of the batch was acknowledged by the broker (``acks=all``,
-idempotent producer); if the hub dies in between, the batch is processed again on restart,
-so a melding may reach its owner twice but is never lost. Exactly-once (transactions) is
-the next step and keeps this shape: the pipeline stays pure, only this loop changes.
+Delivery guarantee: exactly once for consumers that read with ``read_committed``. Outputs and
+the consumed offsets are written in one Kafka transaction per input partition and batch
+(aiokafka directly: faststream has no transactions). See docs/guarantees.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from hub import logs
@@ -32,10 +31,22 @@ RETRY_DELAY_S = 2.0
 
 
 def build_pipeline(settings: HubSettings) -> tuple[Pipeline, Registry]:
-    """Load shapes, polygons and the registry once, at start-up, not per message."""
-    registry = Registry.load(settings.registry)
-    router = Router(registry, MunicipalityIndex.load())
-    return Pipeline(make_validator(settings.validator), router, settings.max_message_bytes), registry
+    """Load shapes, polygons and the registry once, at start-up, not per message.
+
+    The router follows the registry file (and its layers): a saved change that loads and carries
+    a new version is routed with within ``registry_reload_s`` seconds, without a restart.
+    """
+    from hub.registry import default_registry_path
+    from hub.routing import ReloadingRouter, reload_interval_from_env
+
+    interval = getattr(settings, "registry_reload_s", None)
+    router = ReloadingRouter(
+        settings.registry or default_registry_path(),
+        MunicipalityIndex.load(),
+        interval_s=reload_interval_from_env() if interval is None else float(interval),
+    )
+    pipeline = Pipeline(make_validator(settings.validator), router, settings.max_message_bytes)  # type: ignore[arg-type]
+    return pipeline, router.registry
 
 
 def topics_for(settings: HubSettings, registry: Registry) -> dict[str, dict[str, str]]:
@@ -46,12 +57,51 @@ def topics_for(settings: HubSettings, registry: Registry) -> dict[str, dict[str,
     return topics
 
 
+class _FenceOnAssign(ConsumerRebalanceListener):
+    """Hands partitions over safely between workers of the consumer group.
+
+    On revoke it waits for the batch in progress (its transaction commits or aborts) and closes
+    that partition's producer. On assign it first starts the partition's transactional producer —
+    ``InitProducerId`` fences any zombie still holding the same transactional id and settles its
+    open transaction — and only then reads the committed offset and seeks to it, so the new owner
+    starts exactly after the last committed transaction, never before it (no duplicates) and never
+    after it (nothing lost). aiokafka has no KIP-447, hence one transactional id per partition.
+    """
+
+    def __init__(self, service: HubService) -> None:
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self.service.lock:
+            await self.service.close_producers(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        async with self.service.lock:
+            for tp in sorted(assigned):
+                await self.service.producer_for(tp)
+                await self.service.seek_to_committed(tp)
+        log.info("hub.partitions_assigned", partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in assigned))
+
+
 class HubService:
-    def __init__(self, settings: HubSettings, pipeline: Pipeline) -> None:
+    """Consume → process → produce, exactly once, one Kafka transaction per partition batch.
+
+    For each input partition of a batch the outputs (owner topic or dead letter) and the
+    consumer offset are written in one transaction of that partition's transactional producer;
+    consumers of the outputs read with ``isolation_level=read_committed``. A crash before the
+    commit aborts the transaction: the batch is read again from the committed offset, and its
+    earlier outputs were never visible. The pipeline itself stays pure; only this loop knows Kafka.
+    """
+
+    def __init__(self, settings: HubSettings, pipeline: Pipeline, known_topics: set[str] | None = None) -> None:
         self.settings = settings
         self.pipeline = pipeline
         self.stopping = asyncio.Event()
+        self.lock = asyncio.Lock()
         self.processed = 0
+        self.producers: dict[TopicPartition, AIOKafkaProducer] = {}
+        self.known_topics = set(known_topics or ())
+        self.consumer: AIOKafkaConsumer | None = None
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -62,72 +112,141 @@ class HubService:
         log.info("hub.stopping")
         self.stopping.set()
 
+    def transactional_id(self, tp: TopicPartition) -> str:
+        return f"{self.settings.group_id}.{tp.topic}.{tp.partition}"
+
+    async def producer_for(self, tp: TopicPartition) -> AIOKafkaProducer:
+        producer = self.producers.get(tp)
+        if producer is None:
+            s = self.settings
+            producer = AIOKafkaProducer(
+                bootstrap_servers=s.bootstrap_servers,
+                transactional_id=self.transactional_id(tp),
+                enable_idempotence=True,
+                acks="all",
+                max_request_size=s.topic_max_message_bytes + 256 * 1024,
+                linger_ms=5,
+            )
+            await producer.start()  # InitProducerId: fences a zombie with the same id
+            self.producers[tp] = producer
+        return producer
+
+    async def close_producers(self, tps: set[TopicPartition] | None = None) -> None:
+        for tp in list(self.producers if tps is None else tps):
+            producer = self.producers.pop(tp, None)
+            if producer is not None:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+
+    async def seek_to_committed(self, tp: TopicPartition) -> None:
+        assert self.consumer is not None
+        committed = await self.consumer.committed(tp)
+        if committed is not None:
+            self.consumer.seek(tp, committed)
+        else:
+            await self.consumer.seek_to_beginning(tp)
+
     async def run(self) -> None:
         s = self.settings
-        consumer = AIOKafkaConsumer(
-            INBOUND,
+        self.consumer = consumer = AIOKafkaConsumer(
             bootstrap_servers=s.bootstrap_servers,
             group_id=s.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
+            session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=max(s.session_timeout_ms // 3, 1000),
             max_partition_fetch_bytes=s.topic_max_message_bytes + 64 * 1024,
             fetch_max_bytes=max(52428800, s.topic_max_message_bytes * 2),
         )
-        producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_servers,
-            acks="all",
-            enable_idempotence=True,
-            max_request_size=s.topic_max_message_bytes + 256 * 1024,
-            linger_ms=5,
-        )
-        await producer.start()
+        await consumer.start()
         try:
-            await consumer.start()
-            try:
-                log.info("hub.ready", bootstrap_servers=s.bootstrap_servers, group_id=s.group_id, topic=INBOUND)
-                await self._loop(consumer, producer)
-            finally:
-                await consumer.stop()
+            consumer.subscribe([INBOUND], listener=_FenceOnAssign(self))
+            log.info("hub.ready", bootstrap_servers=s.bootstrap_servers, group_id=s.group_id, topic=INBOUND)
+            await self._loop(consumer)
         finally:
-            await producer.stop()
+            await consumer.stop()  # leaves the group: revokes, which closes the producers
+            await self.close_producers()
             log.info("hub.stopped", processed=self.processed)
 
-    async def _loop(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
         while not self.stopping.is_set():
             batches = await consumer.getmany(timeout_ms=500, max_records=self.settings.batch_size)
             if not batches:
                 continue
-            try:
-                await self._handle(consumer, producer, batches)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # broker trouble while producing: redo the batch
-                log.warning("hub.batch_failed", error=type(exc).__name__, detail=str(exc)[:300])
-                for tp, records in batches.items():
-                    consumer.seek(tp, records[0].offset)
-                await asyncio.sleep(RETRY_DELAY_S)
+            async with self.lock:
+                batches = await self._current(consumer, batches)
+                if batches:
+                    await self._handle(batches)
 
-    async def _handle(
-        self,
-        consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
-        batches: dict[TopicPartition, list[ConsumerRecord]],
-    ) -> None:
+    @staticmethod
+    async def _current(
+        consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord]]
+    ) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """Drop the part of a batch that a rebalance made stale while it waited for the lock.
+
+        ``getmany`` leaves each position just after the records it returned. If a rebalance
+        sought the partition (to its committed offset) after that, the position no longer
+        matches: the records come again from the new position, so they are dropped here —
+        processing them now would repeat work another transaction already committed.
+        """
+        owned = consumer.assignment()
+        current = {}
+        for tp, records in batches.items():
+            if tp in owned and await consumer.position(tp) == records[-1].offset + 1:
+                current[tp] = records
+        return current
+
+    async def _handle(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         # The stages are CPU-bound (SHACL): run them off the event loop so heartbeats continue.
         outcomes = await asyncio.to_thread(self._process_all, batches)
-        pending = []
-        for outcome in outcomes:
-            out = outcome.output
-            pending.append(await producer.send(out.topic, value=out.value, key=out.key, headers=list(out.headers)))
+        await self._ensure_output_topics(o.output.topic for outs in outcomes.values() for o in outs)
+        results = await asyncio.gather(
+            *(self._commit_partition(tp, batches[tp], outcomes[tp]) for tp in batches), return_exceptions=True
+        )
+        for tp, result in zip(batches, results, strict=True):
+            if isinstance(result, BaseException):
+                # Aborted: nothing of this batch is visible downstream. Start over from the
+                # committed offset with a fresh producer (re-fencing is harmless if we still own it).
+                log.warning(
+                    "hub.transaction_aborted",
+                    partition=f"{tp.topic}/{tp.partition}",
+                    error=type(result).__name__,
+                    detail=str(result)[:300],
+                )
+                await self.close_producers({tp})
+                with contextlib.suppress(Exception):
+                    if tp in (self.consumer.assignment() if self.consumer else set()):
+                        await self.producer_for(tp)
+                        await self.seek_to_committed(tp)
+                await asyncio.sleep(RETRY_DELAY_S)
+
+    async def _commit_partition(
+        self, tp: TopicPartition, records: list[ConsumerRecord], outcomes: list[Outcome]
+    ) -> None:
+        producer = await self.producer_for(tp)
+        async with producer.transaction():
+            pending = [
+                await producer.send(o.output.topic, value=o.output.value, key=o.output.key, headers=list(o.output.headers))
+                for o in outcomes
+            ]
+            await producer.send_offsets_to_transaction({tp: records[-1].offset + 1}, self.settings.group_id)
         acks = await asyncio.gather(*pending)
         for outcome, meta in zip(outcomes, acks, strict=True):
             self._log(outcome, meta.partition, meta.offset)
-        await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
         self.processed += len(outcomes)
 
-    def _process_all(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> Sequence[Outcome]:
-        return [self.pipeline.process(_record(r)) for records in batches.values() for r in records]
+    async def _ensure_output_topics(self, topics: Iterable[str]) -> None:
+        """A registry reload can name a new authority: create its topic before producing to it
+        (with auto-creation off, a send to a missing topic would only time out)."""
+        missing = sorted(set(topics) - self.known_topics)
+        if missing and self.settings.create_topics:
+            s = self.settings
+            await ensure_topics(s.bootstrap_servers, missing, s.partitions, s.replication_factor)
+            self.known_topics.update(missing)
+
+    def _process_all(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> dict[TopicPartition, list[Outcome]]:
+        return {tp: [self.pipeline.process(_record(r)) for r in records] for tp, records in batches.items()}
 
     @staticmethod
     def _log(outcome: Outcome, partition: int, offset: int) -> None:
@@ -179,6 +298,6 @@ async def serve(settings: HubSettings) -> None:
             replication_factor=settings.replication_factor,
             configs=topics,
         )
-    service = HubService(settings, pipeline)
+    service = HubService(settings, pipeline, set(topics_for(settings, registry)))
     service.install_signal_handlers()
     await service.run()

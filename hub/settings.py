@@ -27,6 +27,8 @@ class HubSettings(BaseSettings):
     replication_factor: int = 1
     create_topics: bool = True
     batch_size: int = 200
+    session_timeout_ms: int = 10000
+    """How long a silent worker keeps its partitions; the broker's minimum is 6000 by default."""
     log_level: str = "INFO"
     validator: Literal["pyshacl", "compiled"] = "pyshacl"
     """SHACL engine: pyshacl (reference) or the compiled validator (same verdicts, faster)."""

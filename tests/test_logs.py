@@ -39,3 +39,15 @@ def test_scrub_masks_belgian_phone_formats() -> None:
     for phone in ("+32 470 12 34 56", "0032 470 123456", "0470/12.34.56", "056 27 72 00", "0486-55-66-77"):
         assert logs.scrub(f"tel {phone} graag") == f"tel {logs.REDACTED} graag"
     assert logs.scrub("2026-11-20T08:15:00+01:00 offset 1234567890") == "2026-11-20T08:15:00+01:00 offset 1234567890"
+
+
+def test_library_log_records_become_json_lines_too() -> None:
+    import logging
+
+    buf = io.StringIO()
+    logs.configure("INFO", stream=buf)
+    logging.getLogger("aiokafka.consumer").warning("Group Coordinator Request failed for an.vermeulen@example.org")
+    (line,) = _lines(buf)
+    assert line["level"] == "warning"
+    assert line["logger"] == "aiokafka.consumer"
+    assert "an.vermeulen@example.org" not in line["event"]

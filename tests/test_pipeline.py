@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +20,7 @@ from tests.oracle import expected_owner
 
 @pytest.fixture(scope="module")
 def parts() -> tuple[Pipeline, DemoFeed, Registry]:
-    registry = Registry.load(None)
+    registry = Registry.load(Path(__file__).parent / "data" / "registry-no-layers.yaml")
     index = MunicipalityIndex.load()
     return Pipeline(ShaclValidator(), Router(registry, index)), DemoFeed(registry, index, seed=7), registry
 
