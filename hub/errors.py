@@ -21,6 +21,17 @@ class ErrorClass(StrEnum):
     MISSING_LOCATION = "missing-location"
     OUTSIDE_REGION = "outside-region"
     NO_OWNER = "no-owner"
+    # status stage (hub/status.py)
+    NOT_A_STATUS = "not-a-status"
+    ILLEGAL_TRANSITION = "illegal-transition"
+    NO_SOURCE = "no-source"
+    # vendor adapters (adapters/base.py): transient ones are retried before they get here
+    VENDOR_UNAVAILABLE = "vendor-unavailable"
+    VENDOR_TIMEOUT = "vendor-timeout"
+    VENDOR_AUTH = "vendor-auth"
+    VENDOR_REJECTED = "vendor-rejected"
+    VENDOR_MALFORMED = "vendor-malformed"
+    VENDOR_UNKNOWN_STATUS = "vendor-unknown-status"
     BUG = "bug"
 
 

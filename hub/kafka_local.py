@@ -166,11 +166,22 @@ class LocalKafka:
         *,
         heap: str | None = None,
         detach: bool = True,
+        node_id: int = 1,
+        voters: str | None = None,
+        cluster_id: str | None = None,
+        replication: int = 1,
     ) -> None:
         """``detach=False`` keeps the JVM in the caller's process group, so that a test run
         killed as a group (CI time-out, Ctrl-C) takes its broker along; the CLI detaches so
         the broker outlives ``meldhub kafka up``."""
         self.detach = detach
+        # Cluster membership (see LocalKafkaCluster); the defaults make a single node.
+        self.node_id = node_id
+        self.voters = voters
+        self.cluster_id = cluster_id
+        self.replication = replication
+        self.expected_brokers = 1
+        """Ready means this node is in the metadata with at least this many brokers."""
         self.workdir = Path(workdir).resolve() if workdir is not None else default_workdir()
         self.port = port
         self.controller_port = controller_port
@@ -247,28 +258,33 @@ class LocalKafka:
         lines = [
             "# Written by hub.kafka_local on every start: edit the code, not this file.",
             "process.roles=broker,controller",
-            "node.id=1",
+            f"node.id={self.node_id}",
             f"listeners=PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
             f"advertised.listeners=PLAINTEXT://{HOST}:{self.port}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
             "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            f"controller.quorum.voters=1@{HOST}:{self.controller_port}",
+            f"controller.quorum.voters={self.voters or f'{self.node_id}@{HOST}:{self.controller_port}'}",
             f"log.dirs={self.data_dir}",
             "auto.create.topics.enable=false",
             "num.partitions=3",
             # Defaults of 50 partitions make the first group join / InitProducerId slow.
-            "offsets.topic.replication.factor=1",
+            f"offsets.topic.replication.factor={self.replication}",
             "offsets.topic.num.partitions=1",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
+            f"transaction.state.log.replication.factor={self.replication}",
+            f"transaction.state.log.min.isr={min(2, self.replication)}",
             "transaction.state.log.num.partitions=1",
             "group.initial.rebalance.delay.ms=0",
         ]
+        if self.replication > 1:
+            lines += [
+                f"default.replication.factor={self.replication}",
+                f"min.insync.replicas={min(2, self.replication)}",
+            ]
         if int(version.split(".")[0]) >= 4:
             lines += [
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
+                f"share.coordinator.state.topic.replication.factor={self.replication}",
+                f"share.coordinator.state.topic.min.isr={min(2, self.replication)}",
             ]
         return "\n".join(lines) + "\n"
 
@@ -284,7 +300,7 @@ class LocalKafka:
             f"-Dlog4j2.configurationFile={pom_path().parent / 'log4j2.properties'}",
             f"-Dkafka.logs.dir={self.logs_dir}",
             "kafka.tools.StorageTool", "format",
-            "-t", _random_cluster_id(), "-c", str(self.properties),
+            "-t", self.cluster_id or _random_cluster_id(), "-c", str(self.properties),
         ]  # fmt: skip
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
@@ -316,11 +332,23 @@ class LocalKafka:
         answer a metadata request within ``timeout`` seconds; a broker that did not become
         ready is stopped again rather than left half-started.
         """
+        if self.start():
+            try:
+                self._wait_ready(timeout)
+            except BaseException:
+                self.down(timeout=10)
+                raise
+        return self.bootstrap_servers
+
+    def start(self) -> bool:
+        """Start the JVM without waiting for readiness; False if it was already running.
+        A cluster starts every node first: no node is ready before a quorum of voters runs.
+        """
         self.workdir.mkdir(parents=True, exist_ok=True)
         with _locked(self.workdir / ".lock"):
             if self.is_running():
                 self.port = int(self._state().get("port", self.port))
-                return self.bootstrap_servers
+                return False
             if _port_in_use(self.port):
                 raise LocalKafkaError(
                     f"port {self.port} on {HOST} is already in use (another broker?); choose another port"
@@ -356,12 +384,7 @@ class LocalKafka:
                 ),
                 encoding="utf-8",
             )
-            try:
-                self._wait_ready(timeout)
-            except BaseException:
-                self.down(timeout=10)
-                raise
-            return self.bootstrap_servers
+            return True
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -376,7 +399,8 @@ class LocalKafka:
             if _port_in_use(self.port):
                 try:
                     info = _run_sync(cluster_info(self.bootstrap_servers, timeout=3.0))
-                    if info["brokers"] and info["cluster_id"] == expected_cluster:
+                    ids = {b["node_id"] for b in info["brokers"]}
+                    if self.node_id in ids and len(ids) >= self.expected_brokers and info["cluster_id"] == expected_cluster:
                         return
                     last_error = f"metadata without this broker: {info}"
                 except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
@@ -432,3 +456,81 @@ class LocalKafka:
                 return True
             time.sleep(0.1)
         return self.pid() is None
+
+
+class LocalKafkaCluster:
+    """Several combined KRaft nodes on loopback forming one cluster (fault tests).
+
+    Same cluster id, one static voter set, replication factor ``replication`` for internal
+    and new topics, ``min.insync.replicas=2``: with three nodes the cluster keeps working, and
+    keeps every acknowledged write, while any one node is down.
+    """
+
+    def __init__(self, workdir: Path | str, nodes: int = 3, *, heap: str = "384m", detach: bool = True) -> None:
+        self.workdir = Path(workdir).resolve()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        layout_file = self.workdir / "cluster.json"
+        try:  # the same ports and cluster id on every start of this work dir
+            layout = json.loads(layout_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            layout = {
+                "cluster_id": _random_cluster_id(),
+                "nodes": [{"id": i, "port": free_port(), "controller_port": free_port()} for i in range(1, nodes + 1)],
+            }
+            layout_file.write_text(json.dumps(layout), encoding="utf-8")
+        voters = ",".join(f"{n['id']}@{HOST}:{n['controller_port']}" for n in layout["nodes"])
+        self.nodes = [
+            LocalKafka(
+                self.workdir / f"node{n['id']}",
+                port=n["port"],
+                controller_port=n["controller_port"],
+                heap=heap,
+                detach=detach,
+                node_id=n["id"],
+                voters=voters,
+                cluster_id=layout["cluster_id"],
+                replication=min(3, len(layout["nodes"])),
+            )
+            for n in layout["nodes"]
+        ]
+        for node in self.nodes:
+            node.expected_brokers = len(self.nodes)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(node.bootstrap_servers for node in self.nodes)
+
+    def up(self, timeout: float = 120.0) -> str:
+        started = [node for node in self.nodes if node.start()]
+        try:
+            for node in started:
+                node._wait_ready(timeout)
+        except BaseException:
+            self.down()
+            raise
+        return self.bootstrap_servers
+
+    def down(self) -> None:
+        for node in self.nodes:
+            node.down(timeout=30)
+
+    def stop_node(self, index: int, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Stop one node (SIGTERM: controlled shutdown; SIGKILL: a crash)."""
+        node = self.nodes[index]
+        pid = node.pid()
+        if pid is None:
+            return
+        if sig == signal.SIGTERM:
+            node.down(timeout=60)
+        else:
+            node._signal(pid, sig)
+            node._wait_gone(pid, 30)
+            node.pid_file.unlink(missing_ok=True)
+
+    def start_node(self, index: int, timeout: float = 120.0) -> None:
+        node = self.nodes[index]
+        node.expected_brokers = 1  # the others may be down too; this node's own return counts
+        try:
+            node.up(timeout)
+        finally:
+            node.expected_brokers = len(self.nodes)

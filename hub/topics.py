@@ -66,6 +66,12 @@ class Header:
     FIRST_SEEN = "first-seen"
     HUB_VERSION = "hub-version"
 
+    # on status events (hub/status.py)
+    STATUS_PREVIOUS = "status-previous"
+    """Notation of the status the reporting adapter last knew (e.g. ``557``)."""
+    REPORTED_BY = "reported-by"
+    """The adapter id that reported the change (e.g. ``topdesk-kortrijk``)."""
+
     # set on a replayed message (a new message; the dead letter itself is never changed)
     REPLAYED_FROM = "replayed-from"  # "<topic>/<partition>/<offset>" of the dead letter
     REPLAYED_BY = "replayed-by"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from hub.cli import adapters_cmd, demo_cmd, dlq_cmd, hub_cmd, kafka_cmd, route_cmd, validate_cmd
+from hub.cli import adapters_cmd, demo_cmd, dlq_cmd, hub_cmd, kafka_cmd, route_cmd, status_cmd, validate_cmd
 
 app = typer.Typer(
     name="meldhub",
@@ -13,6 +13,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(kafka_cmd.app, name="kafka", help="Run a local single-node Apache Kafka (no Docker).")
+hub_cmd.app.add_typer(status_cmd.app)
 app.add_typer(hub_cmd.app, name="hub", help="Run the hub's stages.")
 app.add_typer(demo_cmd.app, name="demo", help="Run the demo: Kafka, the hub and a feed of meldingen.")
 app.add_typer(route_cmd.app, name="route", help="Explain and check routing decisions.")

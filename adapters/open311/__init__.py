@@ -1,0 +1,1 @@
+"""Open311 GeoReport v2 channel: apps and FixMyStreet submit meldingen and read their status back."""

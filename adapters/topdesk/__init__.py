@@ -1,0 +1,1 @@
+"""TOPdesk: one authority's incidents; meldingen in, processing-status changes back."""

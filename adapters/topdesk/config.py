@@ -1,0 +1,133 @@
+"""Configuration of one authority's TOPdesk (one tenant).
+
+TOPdesk's processing statuses are tenant-defined names ("Logged", "In behandeling", …): the map
+from those names to MeldingStatuswaarde, and the tenant's workflow between them, are config data
+checked by ``meldhub adapters check``. Vendor defaults below; each tenant in ``adapters.yaml``
+overrides what differs (maps merge key by key, lists are replaced). The login name and the
+application password come from the environment variables named here.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from adapters.base import AdapterConfig, RetryPolicy, check_notation, secret
+from hub.categories import by_slug
+
+VENDOR = "topdesk"
+ROLE = "authority"
+
+DEFAULT_PROCESSING_STATUSES: dict[str, str | None] = {
+    "Logged": "557",
+    "In progress": "496",
+    "Waiting for user": "496",
+    "Completed": "133",
+    "Rejected": "475",
+    "Closed": "956",
+}
+"""Example names of an English TOPdesk (``Logged`` is in TOPdesk's published test data); every
+tenant names its own — override them per tenant."""
+
+DEFAULT_WORKFLOW: dict[str, list[str]] = {
+    "Logged": ["In progress", "Waiting for user", "Completed", "Rejected", "Closed"],
+    "In progress": ["Waiting for user", "Completed", "Rejected", "Closed"],
+    "Waiting for user": ["In progress", "Completed", "Closed"],
+    "Completed": ["Closed"],
+    "Rejected": ["Closed"],
+    "Closed": [],
+}
+
+
+class Lookup(BaseModel):
+    """A TOPdesk reference written as ``{"id": …}`` or ``{"name": …}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = None
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Lookup:
+        if (self.id is None) == (self.name is None):
+            raise ValueError("give exactly one of id or name")
+        return self
+
+    def ref(self) -> dict[str, str]:
+        return {"id": self.id} if self.id is not None else {"name": self.name or ""}
+
+
+class CategoryTarget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    category: Lookup | None = None
+    subcategory: Lookup | None = None
+
+
+class Config(AdapterConfig):
+    vendor: Literal["topdesk"] = "topdesk"
+
+    authority: str
+    """The registry authority whose topic (``meldingen.authority.<id>``) this TOPdesk serves."""
+    base_url: str = Field(pattern=r"^https?://")
+    """The tenant's TOPdesk, e.g. ``https://kortrijk.topdesk.net`` (``/tas/api/...`` is appended)."""
+    username_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
+    password_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
+    """Environment variable with the operator's *application password* (not the login password)."""
+
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    start_from: Literal["earliest", "latest"] = "earliest"
+    """Where a new consumer group starts on the authority topic (earliest: nothing routed before
+    the adapter's first start is skipped)."""
+    poll_interval_s: float = Field(default=60.0, gt=0)
+    poll_overlap_s: float = Field(default=300.0, ge=0)
+    """Each poll re-reads this far before the newest modificationDate seen (clock skew, late commits);
+    changes already reported are recognised and skipped."""
+    page_size: int = Field(default=100, ge=1, le=10000)
+
+    processing_statuses: dict[str, str | None] = Field(default_factory=lambda: dict(DEFAULT_PROCESSING_STATUSES))
+    """Tenant processing-status name → MeldingStatuswaarde notation (null: no change for the citizen)."""
+    workflow: dict[str, list[str]] | None = Field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_WORKFLOW.items()})
+    """The tenant's allowed processing-status changes; ``adapters check`` proves each is a legal
+    life-cycle transition. null: not declared (then only the mapping is checked)."""
+    new_incident_status: str | None = "Logged"
+    """The processing status TOPdesk gives a new incident."""
+
+    categories: dict[str, CategoryTarget] = Field(default_factory=dict)
+    """Hub category slug → TOPdesk category/subcategory (by id or name); unmapped: none sent."""
+    call_type: Lookup | None = None
+    entry_type: Lookup | None = None
+    operator_group: Lookup | None = None
+    caller_branch: Lookup | None = None
+    """Branch of the unregistered caller (some tenants require one)."""
+    anonymous_caller: str = "Anonieme melder"
+    send_contact_details: bool = True
+    """Pass the reporter's name, e-mail and phone to TOPdesk (the authority needs them to follow up)."""
+    status_texts: dict[str, str] = Field(default_factory=dict)
+    """MeldingStatuswaarde notation → the sentence the citizen sees (default: hub.status texts)."""
+
+    @field_validator("processing_statuses")
+    @classmethod
+    def _notations(cls, v: dict[str, str | None]) -> dict[str, str | None]:
+        return {name: check_notation(n) for name, n in v.items()}
+
+    @field_validator("status_texts")
+    @classmethod
+    def _text_keys(cls, v: dict[str, str]) -> dict[str, str]:
+        return {check_notation(k) or k: text for k, text in v.items()}
+
+    @field_validator("categories")
+    @classmethod
+    def _slugs(cls, v: dict[str, CategoryTarget]) -> dict[str, CategoryTarget]:
+        unknown = [slug for slug in v if by_slug(slug) is None]
+        if unknown:
+            raise ValueError(f"not categories of the hub's scheme: {', '.join(unknown)}")
+        return v
+
+    def secret_envs(self) -> list[str]:
+        return [self.username_env, self.password_env]
+
+    def credentials(self) -> tuple[str, str]:
+        return secret(self.username_env), secret(self.password_env)

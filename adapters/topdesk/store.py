@@ -1,0 +1,78 @@
+"""The TOPdesk adapter's own state (SQLite): which melding became which incident, the status the
+citizen was last told, and the polling cursor.
+
+Why: the status event needs the channel (``source``) the melding came from and the status before
+(to report a change, and only a change); TOPdesk knows neither.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS incidents (
+    melding_id     TEXT PRIMARY KEY,
+    incident_id    TEXT NOT NULL,
+    number         TEXT NOT NULL,
+    source         TEXT,
+    oslo_status    TEXT NOT NULL,
+    vendor_status  TEXT,
+    vendor_modified REAL NOT NULL DEFAULT 0,
+    created_at     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incidents_by_incident ON incidents (incident_id);
+CREATE TABLE IF NOT EXISTS cursor (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class Store:
+    def __init__(self, path: Path | str) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def get(self, melding_id: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT * FROM incidents WHERE melding_id = ?", (melding_id,)).fetchone()
+        return dict(row) if row else None
+
+    def by_incident(self, incident_id: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT * FROM incidents WHERE incident_id = ?", (incident_id,)).fetchone()
+        return dict(row) if row else None
+
+    def remember(self, melding_id: str, incident_id: str, number: str, source: str | None, oslo_status: str) -> None:
+        self.db.execute(
+            """INSERT INTO incidents (melding_id, incident_id, number, source, oslo_status, created_at)
+               VALUES (?, ?, ?, ?, ?, ?)
+               ON CONFLICT (melding_id) DO UPDATE SET incident_id = excluded.incident_id, number = excluded.number,
+                   source = COALESCE(incidents.source, excluded.source)""",
+            (melding_id, incident_id, number, source, oslo_status, datetime.now(UTC).isoformat()),
+        )
+
+    def set_status(self, melding_id: str, oslo_status: str) -> None:
+        self.db.execute("UPDATE incidents SET oslo_status = ? WHERE melding_id = ?", (oslo_status, melding_id))
+
+    def set_vendor(self, melding_id: str, vendor_status: str | None, modified: datetime) -> None:
+        self.db.execute(
+            "UPDATE incidents SET vendor_status = ?, vendor_modified = ? WHERE melding_id = ?",
+            (vendor_status, modified.timestamp(), melding_id),
+        )
+
+    def cursor(self, name: str = "modificationDate") -> datetime | None:
+        row = self.db.execute("SELECT value FROM cursor WHERE name = ?", (name,)).fetchone()
+        return datetime.fromisoformat(row["value"]) if row else None
+
+    def set_cursor(self, when: datetime, name: str = "modificationDate") -> None:
+        self.db.execute(
+            "INSERT INTO cursor (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (name, when.isoformat()),
+        )
