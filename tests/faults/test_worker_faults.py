@@ -1,0 +1,85 @@
+"""Hub workers killed again and again, and scaled out, while meldingen stream through a real
+broker: every melding reaches its owner's topic (or the dead letters) exactly once, as seen
+by a ``read_committed`` consumer — what an intercommunale's Kafka client sees."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import pytest
+
+from hub.demo import DemoFeed
+from hub.geo import MunicipalityIndex
+from hub.kafka_io import collect, produce
+from hub.registry import Registry
+from hub.topics import INBOUND
+from tests.faults.common import REGISTRY, all_topics, assert_exactly_once, start_worker, wait_for_progress
+
+pytestmark = pytest.mark.kafka
+
+KILLS = 10
+STREAM = 20_000
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return Registry.load(REGISTRY)
+
+
+def test_sigkill_a_worker_ten_times_during_20000_meldingen(
+    kafka_bootstrap: str, registry: Registry, tmp_path: Path
+) -> None:
+    feed = DemoFeed(registry, MunicipalityIndex.load(), seed=6_000_001)
+    items = feed.feed(STREAM - 8 * 50, broken_each=50)
+    assert len(items) == STREAM
+    logs = [tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
+    workers = [start_worker(kafka_bootstrap, log) for log in logs]
+    try:
+        asyncio.run(produce(kafka_bootstrap, INBOUND, ((i.key, i.value, i.headers) for i in items)))
+        done = 0
+        for kill in range(KILLS):
+            # let the group make real progress between kills, then kill one worker mid-batch
+            done = wait_for_progress(done + STREAM // (KILLS * 3), *logs)
+            victim = kill % 2
+            workers[victim].kill()
+            workers[victim] = start_worker(kafka_bootstrap, logs[victim])
+        assert done < STREAM, "the stream was fully processed before the last kill"
+        delivered = asyncio.run(
+            collect(kafka_bootstrap, all_topics(registry), {i.melding_id for i in items}, timeout=900, settle=5)
+        )
+    finally:
+        for worker in workers:
+            worker.stop()
+    assert_exactly_once(items, delivered)
+
+
+def test_a_rebalance_under_load_loses_and_doubles_nothing(
+    kafka_bootstrap: str, registry: Registry, tmp_path: Path
+) -> None:
+    """Workers join and leave gracefully (SIGTERM) while the stream flows: partitions move
+    between members of the group several times."""
+    feed = DemoFeed(registry, MunicipalityIndex.load(), seed=6_000_002)
+    items = feed.feed(3_000, broken_each=10)
+    logs = [tmp_path / f"worker-{n}.log" for n in "abc"]
+    workers = [start_worker(kafka_bootstrap, logs[0])]
+    try:
+        asyncio.run(produce(kafka_bootstrap, INBOUND, ((i.key, i.value, i.headers) for i in items)))
+        done = wait_for_progress(300, *logs)
+        workers.append(start_worker(kafka_bootstrap, logs[1]))  # scale out to 2
+        done = wait_for_progress(done + 400, *logs)
+        workers.append(start_worker(kafka_bootstrap, logs[2]))  # and 3
+        done = wait_for_progress(done + 400, *logs)
+        assert workers[0].stop(signal.SIGTERM) == 0  # scale in: the first one leaves cleanly
+        done = wait_for_progress(done + 300, *logs)
+        assert done < len(items), "the stream was fully processed before the last rebalance"
+        delivered = asyncio.run(
+            collect(kafka_bootstrap, all_topics(registry), {i.melding_id for i in items}, timeout=600, settle=3)
+        )
+    finally:
+        for worker in workers:
+            worker.stop()
+    assert_exactly_once(items, delivered)
+    # the work really was shared: every worker that ran committed meldingen
+    assert all(log.read_text().count('"event": "melding.') > 0 for log in logs)
