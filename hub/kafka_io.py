@@ -63,11 +63,12 @@ async def collect(
     wanted: set[str] | None = None,
     timeout: float = 60.0,
     settle: float = 1.0,
+    by_key: bool = False,
 ) -> list[Delivered]:
     """Read ``topics`` from the start (read_committed) until every id in ``wanted`` was seen
     (or ``timeout`` passed), then keep reading for ``settle`` seconds so late duplicates are
     counted too. With ``wanted=None`` it reads up to the current end of each partition.
-    Only records whose melding id is in ``wanted`` are returned."""
+    Only records whose melding id (or, with ``by_key``, whose key) is in ``wanted`` are returned."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -106,10 +107,11 @@ async def collect(
                         r.value,
                         {k: (v or b"").decode("utf-8", errors="replace") for k, v in (r.headers or ())},
                     )
-                    if wanted is None or d.melding_id in wanted:
+                    ident = d.key.decode("utf-8", errors="replace") if by_key and d.key else d.melding_id
+                    if wanted is None or ident in wanted:
                         found.append(d)
-                        if d.melding_id:
-                            seen.add(d.melding_id)
+                        if ident:
+                            seen.add(ident)
         return found
     finally:
         await consumer.stop()

@@ -15,6 +15,16 @@ broker jar, so ``deploy/kafka/pom.xml`` pins the broker version and this module:
 
 Work dir layout: ``server.properties``, ``data/`` (log.dirs), ``logs/server.log``,
 ``kafka.out`` (stdout/stderr), ``kafka.pid``, ``kafka.json`` (what ``status`` reports).
+
+``secure=True`` (``meldhub kafka up --secure``; see docs/security.md) runs the same node with
+authentication and authorization: the client listener speaks SASL/SCRAM-SHA-256 (SASL_SSL with PEM
+files when ``tls=True``), the controller listener SASL/PLAIN, the StandardAuthorizer denies what no
+ACL allows (``allow.everyone.if.no.acl.found=false``) and only ``User:admin`` and the internal
+``User:controller`` are super users. The admin's SCRAM credential is created at format time (as a
+salted password, so the clear password is never on a command line). The admin password comes from
+``MELDHUB_KAFKA_ADMIN_PASSWORD`` or ``MELDHUB_KAFKA_ADMIN_PASSWORD_FILE``, else a random one is
+written to ``<workdir>/admin.password`` (mode 0600). ``server.properties`` holds the listeners'
+JAAS passwords and is written with mode 0600 in secure mode.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import json
 import os
 from pathlib import Path
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -38,10 +49,19 @@ import time
 from typing import Any
 import uuid
 
-from hub.kafka_admin import cluster_info
-
 DEFAULT_PORT = 9092
 HOST = "127.0.0.1"
+
+ADMIN_USER = "admin"
+"""The super user of a secure local broker (also its inter-broker principal)."""
+CONTROLLER_USER = "controller"
+"""The principal the broker uses on the (SASL/PLAIN) controller listener; a super user."""
+ADMIN_PASSWORD_ENV = "MELDHUB_KAFKA_ADMIN_PASSWORD"
+ADMIN_PASSWORD_FILE_ENV = "MELDHUB_KAFKA_ADMIN_PASSWORD_FILE"
+SCRAM_MECHANISM = "SCRAM-SHA-256"
+SCRAM_ITERATIONS = 8192
+# Characters that would break the JAAS line or the StorageTool's --add-scram syntax.
+_UNSAFE_SECRET = re.compile(r'[\s"\\;,\[\]=]')
 
 
 class LocalKafkaError(RuntimeError):
@@ -170,10 +190,22 @@ class LocalKafka:
         voters: str | None = None,
         cluster_id: str | None = None,
         replication: int = 1,
+        secure: bool = False,
+        admin_password: str | None = None,
+        tls: bool = False,
     ) -> None:
         """``detach=False`` keeps the JVM in the caller's process group, so that a test run
         killed as a group (CI time-out, Ctrl-C) takes its broker along; the CLI detaches so
-        the broker outlives ``meldhub kafka up``."""
+        the broker outlives ``meldhub kafka up``.
+
+        ``secure=True``: SASL/SCRAM client listener, StandardAuthorizer, deny by default (see the
+        module doc). ``admin_password`` overrides the environment and the work dir's file;
+        ``tls=True`` (secure only) adds TLS with PEM files generated into ``<workdir>/tls``."""
+        if tls and not secure:
+            raise ValueError("tls=True needs secure=True")
+        self.secure = secure
+        self.tls = tls
+        self._admin_password = admin_password
         self.detach = detach
         # Cluster membership (see LocalKafkaCluster); the defaults make a single node.
         self.node_id = node_id
@@ -197,6 +229,75 @@ class LocalKafka:
     @property
     def bootstrap_servers(self) -> str:
         return f"{HOST}:{self.port}"
+
+    # ---- secure mode: credentials and TLS files ---------------------------------------------
+
+    @property
+    def admin_password_file(self) -> Path:
+        """Where a generated admin password lives (mode 0600); an env-given one is not written."""
+        return self.workdir / "admin.password"
+
+    @property
+    def controller_password_file(self) -> Path:
+        return self.workdir / "controller.password"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.workdir / "tls"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA certificate clients trust (``MELDHUB_KAFKA_SSL_CAFILE``) when ``tls=True``."""
+        return self.tls_dir / "ca.pem"
+
+    @property
+    def security_protocol(self) -> str:
+        if not self.secure:
+            return "PLAINTEXT"
+        return "SASL_SSL" if self.tls else "SASL_PLAINTEXT"
+
+    def admin_password(self) -> str:
+        """The admin's password: the constructor's, ``$MELDHUB_KAFKA_ADMIN_PASSWORD``, the file
+        named by ``$MELDHUB_KAFKA_ADMIN_PASSWORD_FILE``, else ``<workdir>/admin.password``
+        (generated, mode 0600, on first use). Never printed, never logged."""
+        password = self._admin_password or os.environ.get(ADMIN_PASSWORD_ENV)
+        if not password and os.environ.get(ADMIN_PASSWORD_FILE_ENV):
+            path = Path(os.environ[ADMIN_PASSWORD_FILE_ENV])
+            try:
+                password = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise LocalKafkaError(f"cannot read the admin password file {path} ({exc.strerror})") from None
+        if not password:
+            password = _secret_file(self.admin_password_file)
+        if _UNSAFE_SECRET.search(password) or len(password) < 12:
+            raise LocalKafkaError(
+                "the admin password must be at least 12 characters without spaces or any of \" ; , [ ] = \\"
+            )
+        return password
+
+    def client_kwargs(self, username: str = ADMIN_USER, password: str | None = None) -> dict[str, Any]:
+        """aiokafka keyword arguments to connect as ``username`` (default: the admin)."""
+        if not self.secure:
+            return {}
+        kwargs: dict[str, Any] = {
+            "security_protocol": self.security_protocol,
+            "sasl_mechanism": SCRAM_MECHANISM,
+            "sasl_plain_username": username,
+            "sasl_plain_password": password if password is not None else self.admin_password(),
+        }
+        if self.tls:
+            import ssl
+
+            kwargs["ssl_context"] = ssl.create_default_context(cafile=str(self.ca_file))
+        return kwargs
+
+    def _secure_state_file(self) -> Path:
+        return self.workdir / "secure.json"
+
+    def _ensure_tls_files(self) -> None:
+        if (self.tls_dir / "server.pem").exists() and self.ca_file.exists():
+            return
+        _write_self_signed_tls(self.tls_dir)
 
     # ---- process bookkeeping -------------------------------------------------------------
 
@@ -250,20 +351,62 @@ class LocalKafka:
             "version": state.get("version") or pinned_version(),
             "workdir": str(self.workdir),
             "log": str(self.logs_dir / "server.log"),
+            "security_protocol": state.get("security_protocol", "PLAINTEXT"),
         }
 
     # ---- start ---------------------------------------------------------------------------
+
+    def _listener_lines(self) -> list[str]:
+        if not self.secure:
+            return [
+                f"listeners=PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
+                f"advertised.listeners=PLAINTEXT://{HOST}:{self.port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            ]
+        admin = self.admin_password()
+        controller = _secret_file(self.controller_password_file)
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+        plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
+        lines = [
+            f"listeners=CLIENT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
+            f"advertised.listeners=CLIENT://{HOST}:{self.port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=CLIENT",
+            f"listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,CLIENT:{self.security_protocol}",
+            # clients (and the broker to itself): SCRAM only; PLAIN is never offered there
+            f"sasl.enabled.mechanisms={SCRAM_MECHANISM}",
+            f"listener.name.client.sasl.enabled.mechanisms={SCRAM_MECHANISM}",
+            f"sasl.mechanism.inter.broker.protocol={SCRAM_MECHANISM}",
+            f'listener.name.client.{SCRAM_MECHANISM.lower()}.sasl.jaas.config={scram} required '
+            f'username="{ADMIN_USER}" password="{admin}";',
+            # the controller listener: PLAIN with one internal user, so no ANONYMOUS super user
+            "sasl.mechanism.controller.protocol=PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+            f'listener.name.controller.plain.sasl.jaas.config={plain} required '
+            f'username="{CONTROLLER_USER}" password="{controller}" user_{CONTROLLER_USER}="{controller}";',
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found=false",
+            f"super.users=User:{ADMIN_USER};User:{CONTROLLER_USER}",
+        ]
+        if self.tls:
+            self._ensure_tls_files()
+            lines += [
+                "listener.name.client.ssl.keystore.type=PEM",
+                f"listener.name.client.ssl.keystore.location={self.tls_dir / 'server.pem'}",
+                "listener.name.client.ssl.truststore.type=PEM",
+                f"listener.name.client.ssl.truststore.location={self.ca_file}",
+                "ssl.endpoint.identification.algorithm=https",
+            ]
+        return lines
 
     def _server_properties(self, version: str) -> str:
         lines = [
             "# Written by hub.kafka_local on every start: edit the code, not this file.",
             "process.roles=broker,controller",
             f"node.id={self.node_id}",
-            f"listeners=PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
-            f"advertised.listeners=PLAINTEXT://{HOST}:{self.port}",
-            "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            *self._listener_lines(),
             f"controller.quorum.voters={self.voters or f'{self.node_id}@{HOST}:{self.controller_port}'}",
             f"log.dirs={self.data_dir}",
             "auto.create.topics.enable=false",
@@ -302,12 +445,56 @@ class LocalKafka:
             "kafka.tools.StorageTool", "format",
             "-t", self.cluster_id or _random_cluster_id(), "-c", str(self.properties),
         ]  # fmt: skip
+        if self.secure:
+            # The admin (also the inter-broker user) must exist before the first start. Given as a
+            # salted password: the clear password never appears on a command line (ps).
+            salt = secrets.token_bytes(24)
+            salted = hashlib.pbkdf2_hmac("sha256", self.admin_password().encode(), salt, SCRAM_ITERATIONS)
+            cmd += [
+                "--add-scram",
+                f"{SCRAM_MECHANISM}=[name={ADMIN_USER},salt={base64.b64encode(salt).decode()},"
+                f"saltedpassword={base64.b64encode(salted).decode()},iterations={SCRAM_ITERATIONS}]",
+            ]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise LocalKafkaError(f"cannot run Java 17+ ({cmd[0]}) to format {self.data_dir}: {exc}") from exc
         if done.returncode != 0:
             raise LocalKafkaError(f"formatting {self.data_dir} failed:\n{(done.stdout + done.stderr).strip()[-3000:]}")
+        if self.secure:
+            state_file = self._secure_state_file()
+            state_file.write_text(
+                json.dumps({"admin_user": ADMIN_USER, "fingerprint": self._admin_fingerprint()}), encoding="utf-8"
+            )
+            state_file.chmod(0o600)
+
+    def _admin_fingerprint(self, salt: str | None = None) -> str:
+        """A salted hash of the admin password: tells a changed password from the formatted one."""
+        salt = salt or secrets.token_hex(8)
+        digest = hashlib.sha256((salt + self.admin_password()).encode()).hexdigest()
+        return f"{salt}${digest}"
+
+    def _check_secure_mode(self) -> None:
+        """A work dir is formatted secure or not, once: refuse to start it the other way."""
+        if not (self.data_dir / "meta.properties").exists():
+            return
+        try:
+            state = json.loads(self._secure_state_file().read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            state = None
+        if self.secure and state is None:
+            raise LocalKafkaError(
+                f"{self.workdir} was formatted without --secure (no admin user): use a new --workdir for a secure broker"
+            )
+        if not self.secure and state is not None:
+            raise LocalKafkaError(f"{self.workdir} was formatted with --secure: start it with --secure")
+        if self.secure and state is not None:
+            salt = str(state.get("fingerprint", "$")).split("$", 1)[0]
+            if self._admin_fingerprint(salt) != state.get("fingerprint"):
+                raise LocalKafkaError(
+                    f"the admin password differs from the one {self.workdir} was formatted with "
+                    f"(check ${ADMIN_PASSWORD_ENV} / ${ADMIN_PASSWORD_FILE_ENV} / {self.admin_password_file})"
+                )
 
     def _cluster_id(self) -> str | None:
         try:
@@ -357,6 +544,10 @@ class LocalKafka:
             version = pinned_version()
             if self.controller_port is None:
                 self.controller_port = self._pick_controller_port()
+            self._check_secure_mode()
+            if self.secure:  # it holds the listeners' passwords: owner only, before any is written
+                self.properties.touch(mode=0o600)
+                self.properties.chmod(0o600)
             self.properties.write_text(self._server_properties(version), encoding="utf-8")
             self._format(lib)
             self.logs_dir.mkdir(exist_ok=True)
@@ -379,6 +570,7 @@ class LocalKafka:
                         "port": self.port,
                         "controller_port": self.controller_port,
                         "version": version,
+                        "security_protocol": self.security_protocol,
                         "started_at": time.time(),
                     }
                 ),
@@ -398,7 +590,8 @@ class LocalKafka:
                 )
             if _port_in_use(self.port):
                 try:
-                    info = _run_sync(cluster_info(self.bootstrap_servers, timeout=3.0))
+                    # Own credentials (none for PLAINTEXT), whatever MELDHUB_KAFKA_* says for clients.
+                    info = _run_sync(_cluster_info_as(self.bootstrap_servers, self.client_kwargs(), timeout=3.0))
                     ids = {b["node_id"] for b in info["brokers"]}
                     if self.node_id in ids and len(ids) >= self.expected_brokers and info["cluster_id"] == expected_cluster:
                         return
@@ -456,6 +649,98 @@ class LocalKafka:
                 return True
             time.sleep(0.1)
         return self.pid() is None
+
+
+def _secret_file(path: Path) -> str:
+    """The secret in ``path``; a new random one (mode 0600, created atomically) if there is none."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+        if text:
+            return text
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(value + "\n")
+    path.chmod(0o600)
+    return value
+
+
+def _write_self_signed_tls(directory: Path) -> None:
+    """A throw-away CA and a server certificate for 127.0.0.1/localhost, as PEM (local use only).
+
+    ``server.pem`` holds the unencrypted PKCS#8 key and the chain (Kafka's PEM keystore format),
+    ``ca.pem`` the CA certificate clients trust. Production brings its own PEM files.
+    """
+    from datetime import UTC, datetime, timedelta
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "meldhub local CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=365))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    fd = os.open(directory / "server.pem", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key_pem + cert.public_bytes(pem) + ca.public_bytes(pem))
+    (directory / "ca.pem").write_bytes(ca.public_bytes(pem))
+
+
+async def _cluster_info_as(bootstrap: str, auth: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+    """:func:`hub.kafka_admin.cluster_info` with explicit client credentials (``{}``: PLAINTEXT)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=max(int(timeout * 1000), 1000),
+        client_id="meldhub-admin",
+        **auth,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            await admin.start()
+            meta = await admin.describe_cluster()
+    finally:
+        await admin.close()
+    return {
+        "cluster_id": meta.get("cluster_id"),
+        "controller_id": meta.get("controller_id"),
+        "brokers": [{"node_id": b["node_id"], "host": b["host"], "port": b["port"]} for b in meta.get("brokers", [])],
+    }
 
 
 class LocalKafkaCluster:

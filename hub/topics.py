@@ -19,6 +19,13 @@ DEADLETTER_ACTIONS = "meldingen.deadletter.actions"
 """Admin decisions on dead letters (replayed, discarded, with who/when/why); dead letters
 themselves are never changed."""
 
+KEYS = "meldingen.keys"
+"""Compacted: per melding, the data key of its reporter's contact details, wrapped for the owner
+and the hub. A tombstone erases the contact details for good (``meldhub gdpr erase``)."""
+
+AUDIT = "meldingen.audit"
+"""Who (admin or principal) read or changed what: replays, discards, reveals, erasures."""
+
 STATUS = "meldingen.status"
 """Status changes reported by the owning authority's system."""
 

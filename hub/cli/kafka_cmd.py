@@ -32,9 +32,23 @@ def up(
     controller_port: Annotated[
         int | None, typer.Option("--controller-port", help="KRaft controller port (default: a free one).")
     ] = None,
+    secure: Annotated[
+        bool,
+        typer.Option(
+            "--secure",
+            help="SASL/SCRAM-SHA-256 client listener, StandardAuthorizer, deny by default (docs/security.md). "
+            "Admin password: $MELDHUB_KAFKA_ADMIN_PASSWORD(_FILE), else generated into <workdir>/admin.password.",
+        ),
+    ] = False,
+    tls: Annotated[
+        bool, typer.Option("--tls", help="With --secure: SASL_SSL with a generated local CA (PEM in <workdir>/tls).")
+    ] = False,
 ) -> None:
     """Start the broker (resolving its jars on first use) and wait until it answers metadata."""
-    kafka = LocalKafka(workdir, port=port, controller_port=controller_port)
+    if tls and not secure:
+        typer.echo("error: --tls needs --secure", err=True)
+        raise typer.Exit(2)
+    kafka = LocalKafka(workdir, port=port, controller_port=controller_port, secure=secure, tls=tls)
     current = kafka.status()
     if current["running"]:
         typer.echo(
@@ -50,6 +64,32 @@ def up(
         raise typer.Exit(1) from exc
     state = kafka.status()
     typer.echo(f"Kafka {state['version']} is running at {bootstrap} (pid {state['pid']}, work dir {state['workdir']})")
+    if secure:
+        typer.echo(_secure_hint(kafka))
+
+
+def _secure_hint(kafka: LocalKafka) -> str:
+    """How to connect as the admin; names the password's file or variable, never the password."""
+    import os
+
+    from hub.kafka_local import ADMIN_PASSWORD_ENV, ADMIN_PASSWORD_FILE_ENV, ADMIN_USER
+
+    if os.environ.get(ADMIN_PASSWORD_ENV):
+        where = f"MELDHUB_KAFKA_SASL_PASSWORD=${ADMIN_PASSWORD_ENV}"
+    else:
+        source = os.environ.get(ADMIN_PASSWORD_FILE_ENV) or str(kafka.admin_password_file)
+        where = f"MELDHUB_KAFKA_SASL_PASSWORD_FILE={source}"
+    lines = [
+        f"security: {kafka.security_protocol} (SCRAM-SHA-256), StandardAuthorizer, deny unless an ACL allows",
+        f"admin password: {where.split('=', 1)[1]}",
+        "connect as the admin with:",
+        f"  export MELDHUB_KAFKA_SECURITY_PROTOCOL={kafka.security_protocol} MELDHUB_KAFKA_SASL_USERNAME={ADMIN_USER}",
+        f"  export {where}",
+    ]
+    if kafka.tls:
+        lines.append(f"  export MELDHUB_KAFKA_SSL_CAFILE={kafka.ca_file}")
+    lines.append("then: meldhub acl apply --secrets <file>   (docs/security.md)")
+    return "\n".join(lines)
 
 
 @app.command()
@@ -77,6 +117,7 @@ def status(workdir: WorkdirOption = None) -> None:
     typer.echo(f"version:   {state['version']}")
     typer.echo(f"work dir:  {state['workdir']}")
     typer.echo(f"log:       {state['log']}")
+    typer.echo(f"security:  {state.get('security_protocol', 'PLAINTEXT')}")
     raise typer.Exit(0 if state["running"] else 1)
 
 

@@ -96,7 +96,7 @@ def test_ten_thousand_bad_inputs_are_each_dead_lettered_once_and_the_hub_survive
         wait_for_progress(COUNT // 5, log, timeout=600)
         rss_early = _rss_kib(hub.proc.pid)
         delivered = asyncio.run(
-            collect(kafka_bootstrap, [DEADLETTER], {k.decode() for k in keys}, timeout=900, settle=2)
+            collect(kafka_bootstrap, [DEADLETTER], {k.decode() for k in keys}, timeout=900, settle=2, by_key=True)
         )
         assert hub.proc.poll() is None, "the hub died on bad input"
         rss_late = _rss_kib(hub.proc.pid)

@@ -1,0 +1,1 @@
+"""E-mail authority adapter (SMTP out, signed status links in): see docs/adapters.md."""

@@ -1,0 +1,1 @@
+"""Signalen (Amsterdam/signals) authority adapter: see docs/adapters.md."""
