@@ -15,6 +15,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
+from hub.kafka_auth import client_kwargs
 
 
 async def cluster_info(bootstrap: str, timeout: float = 5.0) -> dict[str, Any]:
@@ -25,7 +26,7 @@ async def cluster_info(bootstrap: str, timeout: float = 5.0) -> dict[str, Any]:
     whatever aiokafka raises when the cluster does not answer within ``timeout``.
     """
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap,
+        bootstrap_servers=bootstrap, **client_kwargs(),
         request_timeout_ms=max(int(timeout * 1000), 1000),
         client_id="meldhub-admin",
     )
@@ -67,7 +68,7 @@ async def ensure_topics(
     wanted = _wanted(topics, partitions)
     if not wanted:
         return
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="meldhub-admin")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs(), client_id="meldhub-admin")
     try:
         await admin.start()
         existing = set(await admin.list_topics())

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from hub.topics import Header
+from hub.kafka_auth import client_kwargs
 
 MAX_RECORD_BYTES = 8 * 1024 * 1024
 
@@ -44,7 +45,7 @@ async def produce(
 ) -> int:
     """Send (key, value, headers) records and wait until the broker acknowledged all."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, max_request_size=MAX_RECORD_BYTES
+        bootstrap_servers=bootstrap, **client_kwargs(), acks="all", enable_idempotence=True, max_request_size=MAX_RECORD_BYTES
     )
     await producer.start()
     try:
@@ -70,7 +71,7 @@ async def collect(
     counted too. With ``wanted=None`` it reads up to the current end of each partition.
     Only records whose melding id (or, with ``by_key``, whose key) is in ``wanted`` are returned."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        bootstrap_servers=bootstrap, **client_kwargs(),
         enable_auto_commit=False,
         isolation_level="read_committed",
         max_partition_fetch_bytes=MAX_RECORD_BYTES,
@@ -119,7 +120,7 @@ async def collect(
 
 async def partitions_of(bootstrap: str, topics: Iterable[str]) -> dict[str, list[int]]:
     """Partition ids of each topic; raises LookupError for a topic that does not exist."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="meldhub-reader")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs(), client_id="meldhub-reader")
     await admin.start()
     try:
         described = await admin.describe_topics(list(topics))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from hub import __version__
+from hub import __version__, privacy
 from hub.errors import (
     BugError,
     ErrorClass,
@@ -94,6 +94,8 @@ class Outcome:
     output: Output
     melding_id: str | None
     decision: RouteDecision | None = None
+    extra: tuple[Output, ...] = ()
+    """Records that must become visible together with ``output`` (the melding's key record)."""
     error_class: ErrorClass | None = None
     reason: str | None = None
     details: Any = field(default=None, repr=False)
@@ -159,9 +161,22 @@ def route(melding: Melding, router: Router) -> RouteDecision:
     return router.route(melding.category_iris, melding.points())
 
 
-def forward(record: Record, melding: Melding, decision: RouteDecision) -> Output:
-    """The melding with ``behandelaar`` set, for the owner's topic, with routing headers."""
-    value = json.dumps(melding.with_behandelaar(decision.authority_iri), ensure_ascii=False).encode("utf-8")
+def forward(
+    record: Record, melding: Melding, decision: RouteDecision, keyring: privacy.KeyRing | None = None
+) -> tuple[Output, tuple[Output, ...]]:
+    """The melding with ``behandelaar`` set, for the owner's topic, with routing headers.
+
+    With a keyring the reporter's contact details are encrypted for the owner and the hub; the
+    data key goes to ``meldingen.keys`` in the same transaction (returned as the second part), so
+    ``meldhub gdpr erase`` can later make them unrecoverable everywhere (crypto-shredding)."""
+    doc = melding.with_behandelaar(decision.authority_iri)
+    extra: tuple[Output, ...] = ()
+    if keyring is not None:
+        protected = privacy.protect(doc, melding.melding_id, decision.authority_id, keyring)
+        doc = protected["melding"]
+        if protected["key"] is not None:
+            extra = (Output(*privacy.key_output(melding.melding_id, protected["key"])),)
+    value = json.dumps(doc, ensure_ascii=False).encode("utf-8")
     headers = _passthrough(record.headers) + (
         (Header.MELDING_ID, melding.melding_id.encode()),
         (Header.CONTENT_TYPE, JSONLD_CONTENT_TYPE.encode()),
@@ -171,7 +186,7 @@ def forward(record: Record, melding: Melding, decision: RouteDecision) -> Output
         (Header.MUNICIPALITY_NIS, decision.municipality_nis.encode()),
         (Header.HUB_VERSION, __version__.encode()),
     )
-    return Output(decision.topic, melding.melding_id.encode(), value, headers)
+    return Output(decision.topic, melding.melding_id.encode(), value, headers), extra
 
 
 def dead_letter(record: Record, error: HubError, melding_id: str | None, now: datetime | None = None) -> Output:
@@ -225,10 +240,17 @@ def _melding_id_hint(record: Record, doc: dict[str, Any] | None) -> str | None:
 class Pipeline:
     """validate → route → forward for one record; every failure becomes a dead letter."""
 
-    def __init__(self, validator: ShaclValidator, router: Router, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
+    def __init__(
+        self,
+        validator: ShaclValidator,
+        router: Router,
+        max_bytes: int = MAX_MESSAGE_BYTES,
+        keyring: privacy.KeyRing | None = None,
+    ) -> None:
         self.validator = validator
         self.router = router
         self.max_bytes = max_bytes
+        self.keyring = keyring
 
     def process(self, record: Record) -> Outcome:
         doc: dict[str, Any] | None = None
@@ -236,7 +258,8 @@ class Pipeline:
             doc = decode(record.value, self.max_bytes)
             melding = validate(doc, self.validator)
             decision = route(melding, self.router)
-            return Outcome(forward(record, melding, decision), melding.melding_id, decision)
+            output, extra = forward(record, melding, decision, self.keyring)
+            return Outcome(output, melding.melding_id, decision, extra)
         except HubError as error:
             return self._dead(record, error, doc)
         except Exception as exc:  # noqa: BLE001 - a bug must never stop the hub

@@ -15,15 +15,16 @@ from collections.abc import Iterable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from hub import logs
+from hub import logs, privacy
 from hub.geo import MunicipalityIndex
 from hub.kafka_admin import ensure_topics
 from hub.pipeline import Outcome, Pipeline, Record
 from hub.registry import Registry
 from hub.routing import Router
 from hub.settings import HubSettings
-from hub.topics import DEADLETTER, INBOUND, STATUS, authority_topic
+from hub.topics import DEADLETTER, INBOUND, KEYS, STATUS, authority_topic
 from hub.validation import make_validator
+from hub.kafka_auth import client_kwargs
 
 log = logs.get_logger("hub.service")
 
@@ -45,13 +46,16 @@ def build_pipeline(settings: HubSettings) -> tuple[Pipeline, Registry]:
         MunicipalityIndex.load(),
         interval_s=reload_interval_from_env() if interval is None else float(interval),
     )
-    pipeline = Pipeline(make_validator(settings.validator), router, settings.max_message_bytes)  # type: ignore[arg-type]
+    keyring = privacy.KeyRing.from_env() if settings.protect_contact_details else None
+    pipeline = Pipeline(make_validator(settings.validator), router, settings.max_message_bytes, keyring)  # type: ignore[arg-type]
     return pipeline, router.registry
 
 
 def topics_for(settings: HubSettings, registry: Registry) -> dict[str, dict[str, str]]:
     big = {"max.message.bytes": str(settings.topic_max_message_bytes)}
     topics: dict[str, dict[str, str]] = {INBOUND: big, DEADLETTER: dict(big), STATUS: {}}
+    if settings.protect_contact_details:
+        topics[KEYS] = {"cleanup.policy": "compact"}
     for authority in registry.authorities:
         topics[authority_topic(authority.id)] = {}
     return topics
@@ -120,7 +124,7 @@ class HubService:
         if producer is None:
             s = self.settings
             producer = AIOKafkaProducer(
-                bootstrap_servers=s.bootstrap_servers,
+                bootstrap_servers=s.bootstrap_servers, **client_kwargs(),
                 transactional_id=self.transactional_id(tp),
                 enable_idempotence=True,
                 acks="all",
@@ -149,7 +153,7 @@ class HubService:
     async def run(self) -> None:
         s = self.settings
         self.consumer = consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers,
+            bootstrap_servers=s.bootstrap_servers, **client_kwargs(),
             group_id=s.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -200,7 +204,9 @@ class HubService:
     async def _handle(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         # The stages are CPU-bound (SHACL): run them off the event loop so heartbeats continue.
         outcomes = await asyncio.to_thread(self._process_all, batches)
-        await self._ensure_output_topics(o.output.topic for outs in outcomes.values() for o in outs)
+        await self._ensure_output_topics(
+            t.topic for outs in outcomes.values() for o in outs for t in (o.output, *o.extra)
+        )
         results = await asyncio.gather(
             *(self._commit_partition(tp, batches[tp], outcomes[tp]) for tp in batches), return_exceptions=True
         )
@@ -226,10 +232,12 @@ class HubService:
     ) -> None:
         producer = await self.producer_for(tp)
         async with producer.transaction():
-            pending = [
-                await producer.send(o.output.topic, value=o.output.value, key=o.output.key, headers=list(o.output.headers))
-                for o in outcomes
-            ]
+            pending = []
+            for o in outcomes:
+                for extra in o.extra:  # e.g. the key record: visible together with the melding
+                    await producer.send(extra.topic, value=extra.value, key=extra.key, headers=list(extra.headers))
+                out = o.output
+                pending.append(await producer.send(out.topic, value=out.value, key=out.key, headers=list(out.headers)))
             await producer.send_offsets_to_transaction({tp: records[-1].offset + 1}, self.settings.group_id)
         acks = await asyncio.gather(*pending)
         for outcome, meta in zip(outcomes, acks, strict=True):

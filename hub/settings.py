@@ -30,6 +30,9 @@ class HubSettings(BaseSettings):
     session_timeout_ms: int = 10000
     """How long a silent worker keeps its partitions; the broker's minimum is 6000 by default."""
     log_level: str = "INFO"
+    protect_contact_details: bool = False
+    """Encrypt the reporter's contact details per melding for the owner and the hub (keys from
+    ``MELDHUB_PRIVACY_HUB_KEY`` and ``MELDHUB_PRIVACY_RECIPIENTS``; see docs/security.md)."""
     validator: Literal["pyshacl", "compiled"] = "pyshacl"
     """SHACL engine: pyshacl (reference) or the compiled validator (same verdicts, faster)."""
 

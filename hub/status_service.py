@@ -25,6 +25,7 @@ from hub.kafka_admin import ensure_topics
 from hub.pipeline import Record
 from hub.status import StatusOutcome, StatusStage
 from hub.topics import DEADLETTER, STATUS, STATUS_PREFIX
+from hub.kafka_auth import client_kwargs
 
 log = logs.get_logger("hub.status")
 
@@ -69,13 +70,13 @@ class StatusService:
         s = self.settings
         consumer = AIOKafkaConsumer(
             STATUS,
-            bootstrap_servers=s.bootstrap_servers,
+            bootstrap_servers=s.bootstrap_servers, **client_kwargs(),
             group_id=s.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
         )
-        producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=5)
+        producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, **client_kwargs(), acks="all", enable_idempotence=True, linger_ms=5)
         await producer.start()
         try:
             await consumer.start()

@@ -25,6 +25,7 @@ from hub import logs
 from hub.kafka_admin import ensure_topics
 from hub.status import StatusChange
 from hub.topics import INBOUND, status_topic
+from hub.kafka_auth import client_kwargs
 
 log = logs.get_logger("adapters.open311")
 
@@ -65,7 +66,7 @@ async def consume_status(config: Config, runtime: Runtime, store: Store, stoppin
     agencies = {a.identifier: a.name for a in runtime.registry().authorities}
     consumer = AIOKafkaConsumer(
         status_topic(config.id),
-        bootstrap_servers=runtime.bootstrap_servers,
+        bootstrap_servers=runtime.bootstrap_servers, **client_kwargs(),
         group_id=f"adapter-{config.id}",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -109,7 +110,7 @@ async def run(config: Config, runtime: Runtime) -> None:
             configs={INBOUND: big},
         )
     producer = AIOKafkaProducer(
-        bootstrap_servers=runtime.bootstrap_servers,
+        bootstrap_servers=runtime.bootstrap_servers, **client_kwargs(),
         acks="all",
         enable_idempotence=True,
         request_timeout_ms=int(PUBLISH_TIMEOUT_S * 1000),

@@ -56,6 +56,7 @@ from hub.pipeline import Output, Record, dead_letter
 from hub.status import IllegalTransition, StatusChange
 from hub.status_service import record_of
 from hub.topics import DEADLETTER, STATUS, Header, authority_topic
+from hub.kafka_auth import client_kwargs
 
 log = logs.get_logger("adapters.signalen")
 
@@ -272,14 +273,14 @@ async def run(config: Config, runtime: Runtime) -> None:
         loop.add_signal_handler(sig, stopping.set)
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=runtime.bootstrap_servers,
+        bootstrap_servers=runtime.bootstrap_servers, **client_kwargs(),
         group_id=f"adapter-{config.id}",
         enable_auto_commit=False,
         auto_offset_reset=config.start_from,
         isolation_level="read_committed",
         max_poll_interval_ms=max(300_000, int(config.retry.max_attempts * (config.retry.max_delay_s + config.timeout_s * 2) * 1000 * 2)),
     )
-    producer = AIOKafkaProducer(bootstrap_servers=runtime.bootstrap_servers, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(bootstrap_servers=runtime.bootstrap_servers, **client_kwargs(), acks="all", enable_idempotence=True)
     await producer.start()
     await consumer.start()
     poll_task = asyncio.create_task(_poll_loop(worker, producer, config, stopping))

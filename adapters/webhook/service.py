@@ -39,6 +39,7 @@ from hub.melding import Envelope
 from hub.pipeline import Output, Record, dead_letter
 from hub.status import STATUSES, TOEGEWEZEN, StatusChange
 from hub.topics import DEADLETTER, STATUS, Header, authority_topic
+from hub.kafka_auth import client_kwargs
 
 log = logs.get_logger("adapters.webhook")
 
@@ -104,7 +105,7 @@ async def run(config: Config, runtime: Runtime) -> None:
     store = Store(config.state_path(runtime.state_dir))
     client = WebhookClient(config.url, out_key, timeout=config.timeout_s)
     worker = WebhookWorker(config, client, store, authority.identifier, authority.name)
-    producer = AIOKafkaProducer(bootstrap_servers=runtime.bootstrap_servers, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(bootstrap_servers=runtime.bootstrap_servers, **client_kwargs(), acks="all", enable_idempotence=True)
     await producer.start()
 
     async def report(change: StatusChange, source: str | None, previous: str) -> None:
@@ -126,7 +127,7 @@ async def run(config: Config, runtime: Runtime) -> None:
     for sig in (signals.SIGTERM, signals.SIGINT):
         loop.add_signal_handler(sig, stop)
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=runtime.bootstrap_servers, group_id=f"adapter-{config.id}",
+        topic, bootstrap_servers=runtime.bootstrap_servers, **client_kwargs(), group_id=f"adapter-{config.id}",
         enable_auto_commit=False, auto_offset_reset=config.start_from, isolation_level="read_committed",
         max_poll_interval_ms=max(300_000, int(config.retry.max_attempts * (config.retry.max_delay_s + config.timeout_s * 2) * 1000 * 2)),
     )
