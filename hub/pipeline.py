@@ -27,7 +27,7 @@ from hub.errors import (
 )
 from hub.jsonld import to_graph
 from hub.melding import Melding
-from hub.routing import RouteDecision, Router
+from hub.routing import RouteDecision, RouterLike
 from hub.topics import DEADLETTER, JSONLD_CONTENT_TYPE, Header
 from hub.validation import ShaclValidator
 
@@ -156,7 +156,7 @@ def _summary(violations: list[Any], limit: int = 3) -> str:
     return "; ".join(parts) + more
 
 
-def route(melding: Melding, router: Router) -> RouteDecision:
+def route(melding: Melding, router: RouterLike) -> RouteDecision:
     """Who owns it: category × municipality (point in polygon) → authority."""
     return router.route(melding.category_iris, melding.points())
 
@@ -243,7 +243,7 @@ class Pipeline:
     def __init__(
         self,
         validator: ShaclValidator,
-        router: Router,
+        router: RouterLike,
         max_bytes: int = MAX_MESSAGE_BYTES,
         keyring: privacy.KeyRing | None = None,
     ) -> None:

@@ -10,9 +10,16 @@ not dead-letter meldingen at 3 a.m.:
 - every municipality authority has a post-2025 NIS code (a pre-2025 code is named as such,
   with its successor) and no NIS code appears twice;
 - a rule names a known authority (or ``{municipality}``), known category slugs and only
-  municipalities of this region.
+  municipalities of this region;
+- a rule with a ``layer`` condition names a declared layer, with a buffer in metres
+  (0–1000); ``overrides`` names only later rules.
 
 The region served is *derived*: the NIS codes of the ``gemeente`` authorities.
+
+Layers (``layers:``) are declared here and read by :mod:`hub.layers` when a
+:class:`~hub.routing.Router` is built: a relative ``path`` is relative to the registry file
+(or, for a registry built from data, to the example region's folder). A missing or broken layer
+file therefore stops the hub at start-up and makes a hot reload keep the old rules.
 """
 
 from __future__ import annotations
@@ -67,6 +74,8 @@ AuthorityKind = Literal["gemeente", "intercommunale", "gewestelijk-agentschap", 
 _NIS = re.compile(r"^[1-9][0-9]{4}$")
 _RULE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _IRI = re.compile(r"^https?://[^\s<>\"{}|\\^`]+$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_BUFFER_M = 1000.0
 
 
 class RegistryError(ValueError):
@@ -139,8 +148,58 @@ class Authority(BaseModel):
         return self.identifier.startswith(HUB_LOCAL_ORGANISATION)
 
 
+class LayerSpec(BaseModel):
+    """A geographic layer rules can refer to: a GeoJSON file (CRS84) and where it comes from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    path: str = Field(min_length=1)
+    description: str = Field(min_length=1)
+    sample: bool = False
+    """True for hand-made sample geometry: routing on it is a demonstration, not the truth."""
+    source: str = ""
+    licence: str = ""
+    label_property: str = "naam"
+    """The feature property that names a feature in explanations (e.g. a road number)."""
+    sha256: str | None = None
+    """Pins the file's content: a changed layer file must come with a new registry version."""
+
+    @field_validator("id")
+    @classmethod
+    def _id_format(cls, v: str) -> str:
+        if not _RULE_ID.match(v):
+            raise ValueError(f"layer id {v!r}: use lower-case letters, digits and '-'")
+        return v
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha_format(cls, v: str | None) -> str | None:
+        if v is not None and not _SHA256.match(v):
+            raise ValueError(f"sha256 {v!r} is not 64 lower-case hex digits")
+        return v
+
+
+class LayerCondition(BaseModel):
+    """A rule's place condition: the point lies within ``buffer_m`` metres of a feature of ``id``
+    (optionally only features whose properties match ``where``: property → allowed values)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    buffer_m: float = Field(ge=0, le=MAX_BUFFER_M)
+    where: dict[str, tuple[str, ...]] | None = None
+
+    @field_validator("where", mode="before")
+    @classmethod
+    def _where_lists(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: tuple(str(x) for x in (vals if isinstance(vals, list | tuple) else [vals])) for k, vals in v.items()}
+        return v
+
+
 class Rule(BaseModel):
-    """If the category and the municipality both match, ``authority`` owns the melding."""
+    """If the category, the municipality and (when given) the layer all match, ``authority`` owns the melding."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -149,6 +208,10 @@ class Rule(BaseModel):
     categories: tuple[str, ...] | Literal["*"]
     municipalities: tuple[str, ...] | Literal["*"]
     authority: str
+    layer: LayerCondition | None = None
+    overrides: tuple[str, ...] = ()
+    """Later rules this rule knowingly wins over where both match (``route check`` then does not
+    report that overlap)."""
 
     @field_validator("id")
     @classmethod
@@ -181,6 +244,7 @@ class Rule(BaseModel):
         return v
 
     def matches(self, slug: str, nis: str) -> bool:
+        """Category and municipality match (the layer condition, if any, is the router's to test)."""
         return (self.categories == ANY or slug in self.categories) and (
             self.municipalities == ANY or nis in self.municipalities
         )
@@ -202,10 +266,12 @@ class Registry(BaseModel):
     version: str = Field(min_length=1)
     region: str = Field(min_length=1)
     authorities: tuple[Authority, ...]
+    layers: tuple[LayerSpec, ...] = ()
     rules: tuple[Rule, ...]
 
     _by_id: dict[str, Authority] = PrivateAttr(default_factory=dict)
     _by_nis: dict[str, Authority] = PrivateAttr(default_factory=dict)
+    _source: Path | None = PrivateAttr(default=None)
 
     @field_validator("version", mode="before")
     @classmethod
@@ -224,8 +290,19 @@ class Registry(BaseModel):
             raise ValueError("no gemeente authority: the region served is empty")
         self._by_nis = _unique({a.nis: a for a in gemeenten if a.nis}, [a.nis for a in gemeenten], "NIS code")
         _unique({}, [r.id for r in self.rules], "rule id")
+        layer_ids = [spec.id for spec in self.layers]
+        _unique({}, layer_ids, "layer id")
         _check_post_2025(gemeenten)
-        for rule in self.rules:
+        rule_ids = [r.id for r in self.rules]
+        for position, rule in enumerate(self.rules):
+            if rule.layer is not None and rule.layer.id not in layer_ids:
+                raise ValueError(f"rule {rule.id!r}: unknown layer {rule.layer.id!r}; declared layers: {layer_ids}")
+            for other in rule.overrides:
+                if other not in rule_ids[position + 1 :]:
+                    raise ValueError(
+                        f"rule {rule.id!r}: overrides {other!r}, which is not a later rule "
+                        "(a rule can only win over rules after it)"
+                    )
             if rule.authority != MUNICIPALITY and rule.authority not in self._by_id:
                 raise ValueError(
                     f"rule {rule.id!r}: unknown authority {rule.authority!r}; "
@@ -248,6 +325,24 @@ class Registry(BaseModel):
     def authority(self, authority_id: str) -> Authority:
         return self._by_id[authority_id]
 
+    @property
+    def source(self) -> Path | None:
+        """The file this registry was loaded from (None when built from data)."""
+        return self._source
+
+    def layer_spec(self, layer_id: str) -> LayerSpec:
+        return next(spec for spec in self.layers if spec.id == layer_id)
+
+    def layer_path(self, spec: LayerSpec | str) -> Path:
+        """Where a layer's file is: relative paths are relative to the registry file."""
+        if isinstance(spec, str):
+            spec = self.layer_spec(spec)
+        path = Path(spec.path)
+        if path.is_absolute():
+            return path
+        base = self._source.parent if self._source is not None else DEFAULT_REGISTRY.parent
+        return base / path
+
     def municipality_authority(self, nis: str) -> Authority | None:
         return self._by_nis.get(nis)
 
@@ -266,9 +361,11 @@ class Registry(BaseModel):
         if not isinstance(data, dict):
             raise RegistryError(f"{path}: expected a mapping with version, region, authorities, rules")
         try:
-            return cls.model_validate(data)
+            registry = cls.model_validate(data)
         except pydantic.ValidationError as exc:
             raise RegistryError(f"{path}: {_describe(exc, data)}") from None
+        registry._source = path.resolve()
+        return registry
 
 
 def _unique(mapping: dict[str, Any], keys: list[Any], what: str) -> dict[str, Any]:
@@ -297,7 +394,7 @@ def _describe(exc: pydantic.ValidationError, data: dict[str, Any]) -> str:
     parts = []
     for e in exc.errors()[:5]:
         loc = list(e["loc"])
-        if len(loc) >= 2 and loc[0] in ("authorities", "rules") and isinstance(loc[1], int):
+        if len(loc) >= 2 and loc[0] in ("authorities", "rules", "layers") and isinstance(loc[1], int):
             try:
                 ident = data[loc[0]][loc[1]].get("id")
             except (AttributeError, IndexError, KeyError, TypeError):

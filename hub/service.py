@@ -20,7 +20,6 @@ from hub.geo import MunicipalityIndex
 from hub.kafka_admin import ensure_topics
 from hub.pipeline import Outcome, Pipeline, Record
 from hub.registry import Registry
-from hub.routing import Router
 from hub.settings import HubSettings
 from hub.topics import DEADLETTER, INBOUND, KEYS, STATUS, authority_topic
 from hub.validation import make_validator
@@ -38,16 +37,16 @@ def build_pipeline(settings: HubSettings) -> tuple[Pipeline, Registry]:
     a new version is routed with within ``registry_reload_s`` seconds, without a restart.
     """
     from hub.registry import default_registry_path
-    from hub.routing import ReloadingRouter, reload_interval_from_env
+    from hub.routing import ReloadingRouter
 
-    interval = getattr(settings, "registry_reload_s", None)
+    interval = settings.registry_reload_s
     router = ReloadingRouter(
         settings.registry or default_registry_path(),
         MunicipalityIndex.load(),
-        interval_s=reload_interval_from_env() if interval is None else float(interval),
+        interval_s=float(interval),
     )
     keyring = privacy.KeyRing.from_env() if settings.protect_contact_details else None
-    pipeline = Pipeline(make_validator(settings.validator), router, settings.max_message_bytes, keyring)  # type: ignore[arg-type]
+    pipeline = Pipeline(make_validator(settings.validator), router, settings.max_message_bytes, keyring)
     return pipeline, router.registry
 
 

@@ -21,6 +21,9 @@ class HubSettings(BaseSettings):
     group_id: str = "meldingen-hub"
     registry: Path | None = None
     """Authority registry YAML; ``None`` takes ``MELDHUB_REGISTRY`` or the example region."""
+    registry_reload_s: float = 2.0
+    """How often (at most) the registry and its layers are checked for a new version; 0 checks
+    on every melding, a negative value never."""
     max_message_bytes: int = MAX_MESSAGE_BYTES
     partitions: int = 3
     """Partitions of topics the hub creates; the consumer group scales up to this many workers."""

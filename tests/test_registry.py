@@ -32,6 +32,11 @@ def base() -> dict[str, Any]:
     return yaml.safe_load(DEFAULT_REGISTRY.read_text(encoding="utf-8"))
 
 
+def imog(data: dict[str, Any]) -> dict[str, Any]:
+    """The example's waste rule (the tests below break it one way at a time)."""
+    return next(r for r in data["rules"] if r["id"] == "waste-imog")
+
+
 def write(tmp_path: Path, data: dict[str, Any] | str) -> Path:
     path = tmp_path / "registry.yaml"
     path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
@@ -89,15 +94,16 @@ def test_unquoted_nis_codes_are_accepted(tmp_path: Path, base: dict[str, Any]) -
 
 
 def test_category_iris_are_accepted_as_well_as_slugs(tmp_path: Path, base: dict[str, Any]) -> None:
-    base["rules"][0]["categories"] = ["https://w3id.org/meldingen-hub/id/concept/categorie/zwerfvuil"]
-    assert Registry.load(write(tmp_path, base)).rules[0].categories == ("zwerfvuil",)
+    imog(base)["categories"] = ["https://w3id.org/meldingen-hub/id/concept/categorie/zwerfvuil"]
+    loaded = Registry.load(write(tmp_path, base))
+    assert next(r for r in loaded.rules if r.id == "waste-imog").categories == ("zwerfvuil",)
 
 
 # --- errors at load --------------------------------------------------------------------------
 
 
 def test_rule_with_unknown_authority(tmp_path: Path, base: dict[str, Any]) -> None:
-    base["rules"][0]["authority"] = "mirom"
+    imog(base)["authority"] = "mirom"
     msg = load_error(tmp_path, base)
     assert "waste-imog" in msg and "unknown authority 'mirom'" in msg
 
@@ -108,7 +114,7 @@ def test_duplicate_authority_id(tmp_path: Path, base: dict[str, Any]) -> None:
 
 
 def test_duplicate_rule_id(tmp_path: Path, base: dict[str, Any]) -> None:
-    base["rules"][1]["id"] = base["rules"][0]["id"]
+    base["rules"][-1]["id"] = "waste-imog"
     assert "duplicate rule id(s): ['waste-imog']" in load_error(tmp_path, base)
 
 
@@ -124,13 +130,13 @@ def test_authority_id_must_be_a_valid_topic_suffix(tmp_path: Path, base: dict[st
 
 
 def test_rule_naming_a_municipality_outside_the_region(tmp_path: Path, base: dict[str, Any]) -> None:
-    base["rules"][0]["municipalities"] = ["34022", "44021"]
+    imog(base)["municipalities"] = ["34022", "44021"]
     msg = load_error(tmp_path, base)
     assert "rule 'waste-imog'" in msg and "['44021'] are not gemeente authorities" in msg
 
 
 def test_rule_naming_a_pre_2025_code_says_what_it_became(tmp_path: Path, base: dict[str, Any]) -> None:
-    base["rules"][0]["municipalities"] = ["37007"]
+    imog(base)["municipalities"] = ["37007"]
     assert "37007 became 37022 on 1 January 2025" in load_error(tmp_path, base)
 
 
@@ -144,11 +150,11 @@ def test_gemeente_with_a_pre_2025_code_says_what_it_became(tmp_path: Path, base:
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda d: d["rules"][0].update(categories=["zwerfvuil", "sluikstorten"]), "unknown category ['sluikstorten']"),
-        (lambda d: d["rules"][0].update(categories=[]), "categories is empty"),
-        (lambda d: d["rules"][0].update(municipalities=["3402"]), "NIS codes must be 5 digits"),
-        (lambda d: d["rules"][0].update(municipalities=["34022", "34022"]), "more than once"),
-        (lambda d: d["rules"][0].update(id="Waste Imog"), "rule id 'Waste Imog'"),
+        (lambda d: imog(d).update(categories=["zwerfvuil", "sluikstorten"]), "unknown category ['sluikstorten']"),
+        (lambda d: imog(d).update(categories=[]), "categories is empty"),
+        (lambda d: imog(d).update(municipalities=["3402"]), "NIS codes must be 5 digits"),
+        (lambda d: imog(d).update(municipalities=["34022", "34022"]), "more than once"),
+        (lambda d: imog(d).update(id="Waste Imog"), "rule id 'Waste Imog'"),
         (lambda d: d["authorities"][0].pop("nis"), "is a gemeente but has no 'nis'"),
         (lambda d: d["authorities"][-1].update(nis="34022"), "only a gemeente has a 'nis'"),
         (lambda d: d["authorities"][0].update(kind="provincie"), "authorities.[anzegem].kind"),
@@ -156,7 +162,7 @@ def test_gemeente_with_a_pre_2025_code_says_what_it_became(tmp_path: Path, base:
         (lambda d: d.update(version=2026.1), "must be a quoted string"),
         (lambda d: d.update(rules=[]), "no rules"),
         (lambda d: d.update(authoritys=[]), "authoritys: Extra inputs are not permitted"),
-        (lambda d: d["rules"][0].update(authorty="imog"), "rules.[waste-imog].authorty"),
+        (lambda d: imog(d).update(authorty="imog"), "rules.[waste-imog].authorty"),
     ],
 )
 def test_inconsistent_registry_is_refused_with_a_clear_reason(
@@ -166,6 +172,50 @@ def test_inconsistent_registry_is_refused_with_a_clear_reason(
     msg = load_error(tmp_path, base)
     assert expected in msg
     assert str(tmp_path / "registry.yaml") in msg  # always names the file
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda d: imog(d).update(layer={"id": "spoorwegen", "buffer_m": 10}), "unknown layer 'spoorwegen'"),
+        (lambda d: imog(d).update(layer={"id": "gewestwegen", "buffer_m": -1}), "greater than or equal to 0"),
+        (lambda d: imog(d).update(layer={"id": "gewestwegen", "buffer_m": 5000}), "less than or equal to 1000"),
+        (lambda d: imog(d).update(layer={"id": "gewestwegen"}), "buffer_m: Field required"),
+        (lambda d: imog(d).update(overrides=["waterway-dvw"]), "overrides 'waterway-dvw', which is not a later rule"),
+        (lambda d: imog(d).update(overrides=["nope"]), "overrides 'nope'"),
+        (lambda d: d["layers"].append(dict(d["layers"][0])), "duplicate layer id(s): ['gewestwegen']"),
+        (lambda d: d["layers"][0].update(sha256="abc"), "is not 64 lower-case hex digits"),
+        (lambda d: d["layers"][0].update(id="Gewest Wegen"), "layer id 'Gewest Wegen'"),
+        (lambda d: d["layers"][0].pop("description"), "layers.[gewestwegen].description: Field required"),
+    ],
+)
+def test_layer_conditions_are_checked_at_load(tmp_path: Path, base: dict[str, Any], mutate: Any, expected: str) -> None:
+    mutate(base)
+    assert expected in load_error(tmp_path, base)
+
+
+def test_example_registry_layers_are_hand_made_samples_and_pinned(registry: Registry) -> None:
+    assert {spec.id for spec in registry.layers} == {"gewestwegen", "bevaarbare-waterwegen", "fluvius-assets"}
+    for spec in registry.layers:
+        assert spec.sample, f"{spec.id}: the shipped layers are hand-made samples and must say so"
+        assert spec.sha256 and registry.layer_path(spec).is_file()
+        assert registry.layer_path(spec).parent == DEFAULT_REGISTRY.parent / "layers"
+    dvw = registry.authority("de-vlaamse-waterweg")
+    assert dvw.kind == "gewestelijk-agentschap" and dvw.hub_local  # no OVO code found: hub-local, unverified
+    road = next(r for r in registry.rules if r.id == "regional-road-awv")
+    assert road.layer is not None and road.layer.id == "gewestwegen" and road.layer.buffer_m == 25
+    assert set(road.categories) == {"wegdefect", "verkeerslicht-signalisatie", "hinder-wegenwerken"}
+    assert not any(r.authority == "awv" and r.layer is None for r in registry.rules), "AWV only on regional roads"
+
+
+def test_layer_paths_are_relative_to_the_registry_file(tmp_path: Path, base: dict[str, Any]) -> None:
+    loaded = Registry.load(write(tmp_path, base))
+    assert loaded.source == (tmp_path / "registry.yaml").resolve()
+    assert loaded.layer_path("gewestwegen") == tmp_path / "layers" / "gewestwegen.geojson"
+    base["layers"][0]["path"] = "/srv/layers/wegen.geojson"
+    assert Registry.load(write(tmp_path, base)).layer_path("gewestwegen") == Path("/srv/layers/wegen.geojson")
+    # built from data (no file): relative to the example region
+    assert Registry.model_validate(base).layer_path("fluvius-assets") == DEFAULT_REGISTRY.parent / "layers" / "fluvius-assets.geojson"
 
 
 def test_unreadable_or_malformed_file(tmp_path: Path) -> None:

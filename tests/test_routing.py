@@ -78,8 +78,9 @@ def test_street_lighting_in_wevelgem_goes_to_fluvius(router: Router) -> None:
         ("sluikstort", HARELBEKE, "imog"),
         ("volle-vuilnisbak", ZWEVEGEM, "imog"),
         ("zwerfvuil", MENEN, "menen"),  # Menen is not an Imog member (Mirom)
-        ("verkeerslicht-signalisatie", HARELBEKE, "awv"),
-        ("hinder-wegenwerken", MENEN, "awv"),
+        # off the regional roads, traffic lights and roadworks are the municipality's (on them: test_layers.py)
+        ("verkeerslicht-signalisatie", HARELBEKE, "harelbeke"),
+        ("hinder-wegenwerken", MENEN, "menen"),
         ("riolering-wateroverlast", ZWEVEGEM, "zwevegem"),
         ("vraag-burgerzaken", WEVELGEM, "wevelgem"),
     ],
@@ -166,7 +167,8 @@ def test_no_matching_rule_is_no_owner(index: MunicipalityIndex) -> None:
     data: dict[str, Any] = yaml.safe_load(DEFAULT_REGISTRY.read_text(encoding="utf-8"))
     data["rules"] = [r for r in data["rules"] if r["id"] != "default-municipality"]
     router = Router(Registry.model_validate(data), index)
-    with pytest.raises(NoOwner, match=r"no rule of ruleset 2026\.1 matches category wegdefect in Kortrijk \(34022\)"):
+    version = data["version"].replace(".", r"\.")
+    with pytest.raises(NoOwner, match=rf"no rule of ruleset {version} matches category wegdefect in Kortrijk \(34022\)"):
         router.route([cat("wegdefect")], [KORTRIJK])
     assert router.route([cat("straatverlichting")], [KORTRIJK]).authority_id == "fluvius"
 
@@ -185,13 +187,19 @@ def test_router_refuses_a_registry_whose_municipalities_have_no_polygon(
 def test_explain_lists_the_rules_tried_and_why(router: Router) -> None:
     e = router.explain([cat("zwerfvuil"), cat("wegdefect")], [MENEN, KORTRIJK])
     assert [(t.rule_id, t.matched) for t in e.rules] == [
+        ("waterway-dvw", False),
+        ("regional-road-awv", False),
+        ("utility-assets-fluvius", False),
         ("waste-imog", False),
         ("street-lighting-fluvius", False),
-        ("traffic-and-roadworks-awv", False),
         ("default-municipality", True),
     ]
-    assert "Menen (34027) is not one of the rule's 9 municipalities" in e.rules[0].reason
-    assert "category zwerfvuil is not one of ['straatverlichting']" in e.rules[1].reason
+    assert e.rules[0].reason.startswith("nearest bevaarbare-waterwegen feature 'Leie' (hand-made sample layer) is ")
+    assert e.rules[0].reason.endswith("m away, outside the 40 m buffer")
+    assert e.rules[0].layer_feature == "Leie" and e.rules[0].distance_m is not None and e.rules[0].distance_m > 40
+    assert "category zwerfvuil is not one of ['wegdefect', 'verkeerslicht-signalisatie', 'hinder-wegenwerken']" in e.rules[1].reason
+    assert "Menen (34027) is not one of the rule's 9 municipalities" in e.rules[3].reason
+    assert "category zwerfvuil is not one of ['straatverlichting']" in e.rules[4].reason
     assert e.rules[-1].reason.endswith("menen")
     assert e.decision == router.route([cat("zwerfvuil")], [MENEN])
     assert e.category == "zwerfvuil" and e.point == MENEN and e.municipality and e.municipality.nis == "34027"
@@ -200,7 +208,18 @@ def test_explain_lists_the_rules_tried_and_why(router: Router) -> None:
 
 def test_explain_stops_at_the_first_match(router: Router) -> None:
     e = router.explain([cat("zwerfvuil")], [KORTRIJK])
-    assert [t.rule_id for t in e.rules] == ["waste-imog"] and e.rules[0].matched
+    assert [t.rule_id for t in e.rules] == ["waterway-dvw", "regional-road-awv", "utility-assets-fluvius", "waste-imog"]
+    assert [t.matched for t in e.rules] == [False, False, False, True]
+
+
+def test_explain_all_rules_shows_what_the_order_hides(router: Router) -> None:
+    e = router.explain([cat("zwerfvuil")], [KORTRIJK], all_rules=True)
+    assert len(e.rules) == len(router.registry.rules)
+    assert e.decision is not None and e.decision.rule_id == "waste-imog"
+    after = e.rules[4:]
+    assert all(not t.reached for t in after)
+    default = e.rules[-1]
+    assert default.matched and default.reason.startswith("not reached (waste-imog decided); would match:")
 
 
 @pytest.mark.parametrize(
