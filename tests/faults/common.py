@@ -18,7 +18,7 @@ REGISTRY = Path(__file__).parents[1] / "data" / "registry-no-layers.yaml"
 HUB_ENV = {
     "MELDHUB_REGISTRY": str(REGISTRY),
     "MELDHUB_SESSION_TIMEOUT_MS": "6000",  # the broker's minimum: a killed worker's partitions move on sooner
-    "MELDHUB_VALIDATOR": os.environ.get("MELDHUB_VALIDATOR", "pyshacl"),
+    "MELDHUB_VALIDATOR": os.environ.get("MELDHUB_VALIDATOR", "compiled"),
 }
 
 

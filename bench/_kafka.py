@@ -1,0 +1,316 @@
+"""A real local broker for the Kafka benchmarks, and what they do with it.
+
+``local_broker()`` starts ``hub.kafka_local.LocalKafka`` in a temp dir on a free port (in the
+bench's process group, so a killed bench takes it along) and always stops it. Between scenarios
+the topics are deleted and created again, so every scenario starts from empty topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from hub.kafka_admin import ensure_topics
+from hub.kafka_io import partitions_of
+
+ROOT = Path(__file__).resolve().parents[1]
+# aiokafka logs a warning per retried batch right after a topic is re-created (stale leader): noise here.
+logging.getLogger("aiokafka").setLevel(logging.ERROR)
+SENT_HEADER = "bench-sent-ns"
+SEQ_HEADER = "bench-seq"
+MAX_BYTES = 8 * 1024 * 1024
+
+
+@contextlib.contextmanager
+def local_broker() -> Iterator[tuple[str, Path]]:
+    """(bootstrap, work dir) of a fresh single-node broker; stopped and removed on exit."""
+    from hub.kafka_local import LocalKafka, free_port
+
+    workdir = Path(tempfile.mkdtemp(prefix="meldhub-bench-"))
+    kafka = LocalKafka(workdir / "kafka", port=free_port(), detach=False)
+    try:
+        yield kafka.up(timeout=180), workdir
+    finally:
+        kafka.down()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def recreate_topics(
+    bootstrap: str, topics: Mapping[str, int], configs: Mapping[str, Mapping[str, str]] | None = None
+) -> None:
+    """Delete ``topics`` if they exist, wait until they are gone, create them empty."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="meldhub-bench")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics()) & set(topics)
+        if existing:
+            await admin.delete_topics(sorted(existing))
+            deadline = time.monotonic() + 60
+            while set(await admin.list_topics()) & existing:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"topics not deleted: {sorted(existing)}")
+                await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+    for attempt in range(50):  # a just-deleted name can be refused for a moment
+        try:
+            await ensure_topics(bootstrap, dict(topics), configs=configs)
+            return
+        except Exception:  # noqa: BLE001
+            if attempt == 49:
+                raise
+            await asyncio.sleep(0.3)
+
+
+def _producer(bootstrap: str, linger_ms: int) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=linger_ms,
+        max_request_size=MAX_BYTES,
+    )  # fmt: skip
+
+
+async def produce_backlog(bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes, tuple]]) -> int:
+    """Send records as fast as the producer batches them; wait for every acknowledgement."""
+    producer = _producer(bootstrap, linger_ms=20)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value=v, key=k, headers=list(h)) for k, v, h in records]
+        await asyncio.gather(*futures)
+        return len(futures)
+    finally:
+        await producer.stop()
+
+
+async def wait_consumed(bootstrap: str, group: str, topic: str, timeout: float, alive: Any = None) -> float:
+    """Wait until ``group`` has committed the end of every partition of ``topic``; seconds waited.
+    ``alive()`` (optional) is asked on every poll: a consumer that died fails at once."""
+    started = time.monotonic()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="meldhub-bench")
+    await consumer.start()
+    await admin.start()
+    try:
+        parts = await _partitions(bootstrap, [topic])
+        end = await consumer.end_offsets(parts)
+        while True:
+            try:
+                committed = await admin.list_consumer_group_offsets(group)
+            except KafkaError:  # the group coordinator is not there yet (offsets topic being made)
+                committed = {}
+            if all(tp in committed and committed[tp].offset >= end[tp] for tp in parts):
+                return time.monotonic() - started
+            if alive is not None and not alive():
+                raise RuntimeError(f"the consumer of group {group} exited before it consumed {topic}")
+            if time.monotonic() - started > timeout:
+                done = sum(committed[tp].offset for tp in parts if tp in committed)
+                raise TimeoutError(f"{group} consumed {done} of {sum(end.values())} records in {timeout:.0f}s")
+            await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
+        await consumer.stop()
+
+
+@dataclass
+class Out:
+    topic: str
+    timestamp_ms: int
+    received_ns: int
+    headers: dict[str, str]
+
+
+async def read_all(bootstrap: str, topics: list[str]) -> list[Out]:
+    """Every committed record of ``topics`` (from the beginning up to the current end)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed",
+        max_partition_fetch_bytes=MAX_BYTES, fetch_max_bytes=4 * MAX_BYTES,
+    )  # fmt: skip
+    await consumer.start()
+    try:
+        parts = await _partitions(bootstrap, topics)
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        end = await consumer.end_offsets(parts)
+        found: list[Out] = []
+        while True:
+            positions = {tp: await consumer.position(tp) for tp in parts}
+            if all(positions[tp] >= end[tp] for tp in parts):
+                return found
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            now = time.time_ns()
+            for records in batches.values():
+                found += [Out(r.topic, r.timestamp, now, _headers(r)) for r in records]
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(bootstrap: str, topics: list[str]) -> list[TopicPartition]:
+    found = await partitions_of(bootstrap, topics)  # raises for a topic that does not exist
+    parts = [TopicPartition(t, p) for t in topics for p in found[t]]
+    if not parts:
+        raise LookupError(f"no partitions for {topics}")
+    return parts
+
+
+def _headers(r: Any) -> dict[str, str]:
+    return {k: (v or b"").decode("utf-8", errors="replace") for k, v in (r.headers or ()) if k.startswith("bench-")}
+
+
+async def paced(
+    bootstrap: str,
+    src: str,
+    outputs: list[str],
+    records: list[tuple[bytes, bytes, tuple]],
+    rate: float,
+    seconds: float,
+    warmup: int,
+    drain_timeout: float,
+) -> tuple[list[float], int, int, float]:
+    """Send ``warmup`` records, then ``rate`` records/s for ``seconds`` with a send-time header,
+    while a read_committed consumer of ``outputs`` notes when each arrives.
+
+    Returns (latencies in ms of the measured records that arrived, sent, arrived, achieved send rate).
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed",
+        fetch_max_wait_ms=50, max_partition_fetch_bytes=MAX_BYTES,
+    )  # fmt: skip
+    await consumer.start()
+    parts = await _partitions(bootstrap, outputs)
+    consumer.assign(parts)
+    await consumer.seek_to_end(*parts)
+    for tp in parts:
+        await consumer.position(tp)
+    arrived: dict[int, int] = {}
+    stop = asyncio.Event()
+
+    async def collect() -> None:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=50)
+            now = time.time_ns()
+            for recs in batches.values():
+                for r in recs:
+                    h = _headers(r)
+                    if SEQ_HEADER in h:
+                        arrived[int(h[SEQ_HEADER])] = now - int(h[SENT_HEADER])
+
+    collector = asyncio.create_task(collect())
+    producer = _producer(bootstrap, linger_ms=0)
+    await producer.start()
+    n = int(rate * seconds)
+    sent_futures = []
+    try:
+        for i in range(warmup):  # not measured: the first batches pay for warm caches
+            k, v, h = records[i % len(records)]
+            sent_futures.append(await producer.send(src, value=v, key=k, headers=list(h)))
+        await asyncio.gather(*sent_futures)
+        await asyncio.sleep(2.0)
+        t0 = time.monotonic()
+        for i in range(n):
+            delay = t0 + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            k, v, h = records[(warmup + i) % len(records)]
+            headers = [*h, (SEQ_HEADER, str(i).encode()), (SENT_HEADER, str(time.time_ns()).encode())]
+            sent_futures.append(await producer.send(src, value=v, key=k, headers=headers))
+        send_rate = n / max(time.monotonic() - t0, 1e-9)
+        await asyncio.gather(*sent_futures)
+        deadline = time.monotonic() + drain_timeout
+        while len(arrived) < n and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+    finally:
+        stop.set()
+        await collector
+        await producer.stop()
+        await consumer.stop()
+    return [ns / 1e6 for ns in arrived.values()], n, len(arrived), send_rate
+
+
+class Child:
+    """A child process (the hub or the pass-through) in its own session, output to a log file."""
+
+    def __init__(self, argv: list[str], log_path: Path, env: Mapping[str, str] | None = None) -> None:
+        self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})},
+                start_new_session=True,
+            )  # fmt: skip
+
+    def wait_for(self, marker: str, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+            if marker in text:
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.log_path.name}: exited with {self.proc.returncode}:\n{text[-2000:]}")
+            time.sleep(0.2)
+        raise TimeoutError(f"{self.log_path.name}: no {marker!r} after {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def passthrough(bootstrap: str, src: str, dst: str, group: str, mode: str, log_path: Path) -> Child:
+    argv = [sys.executable, "-m", "bench._passthrough", "--bootstrap", bootstrap, "--src", src, "--dst", dst,
+            "--group", group, "--mode", mode]  # fmt: skip
+    return Child(argv, log_path)
+
+
+# The one-line change the validation benchmark proposes for hub.pipeline.validate — give the
+# validator the decoded dict instead of an rdflib graph — applied to this child process only.
+_DICT_TO_VALIDATOR = (
+    "import sys, hub.pipeline as p; p.to_graph = lambda doc: doc; from hub.cli import main; "
+    "sys.argv[0] = 'meldhub'; sys.exit(main())"
+)
+
+
+def start_hub(bootstrap: str, group: str, validator: str, log_path: Path, *, dict_to_validator: bool = False) -> Any:
+    """``meldhub hub run`` (``hub.demo_run.HubProcess``) with ``MELDHUB_VALIDATOR=validator``,
+    returned once it owns the inbound partitions. ``dict_to_validator``: the what-if variant
+    (see ``_DICT_TO_VALIDATOR``), started the same way but through ``python -c``."""
+    from hub.demo_run import HubProcess
+
+    env = {"MELDHUB_VALIDATOR": validator, "MELDHUB_PARTITIONS": "3"}
+    process = HubProcess(bootstrap, log_path, "--group-id", group, env=env)
+    if dict_to_validator:
+        import hub.demo_run as demo_run
+
+        original = demo_run.meldhub_executable
+        demo_run.meldhub_executable = lambda: [sys.executable, "-c", _DICT_TO_VALIDATOR]  # type: ignore[assignment]
+        try:
+            process.start(timeout=120)
+        finally:
+            demo_run.meldhub_executable = original  # type: ignore[assignment]
+    else:
+        process.start(timeout=120)
+    deadline = time.monotonic() + 60
+    while '"hub.partitions_assigned"' not in log_path.read_text(encoding="utf-8", errors="replace"):
+        if time.monotonic() > deadline or (process.proc is not None and process.proc.poll() is not None):
+            process.stop()
+            raise RuntimeError(f"the hub got no partitions; see {log_path}")
+        time.sleep(0.2)
+    return process

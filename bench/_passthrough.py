@@ -1,0 +1,140 @@
+"""Raw aiokafka consume → produce pass-through: the hub's Kafka loop without the hub's stages.
+
+    python -m bench._passthrough --bootstrap HOST:PORT --src IN --dst OUT --group G \
+        [--mode transactional|plain] [--batch 200]
+
+``transactional`` does what ``hub.service.HubService`` does around the pipeline: a consumer
+(read_committed, same fetch sizes), ``getmany`` batches of up to ``--batch`` records, one
+transactional producer per input partition (``acks=all``, idempotent, ``linger_ms=5``), each
+partition's outputs and offset in one transaction, partitions committed concurrently. ``plain``
+is the at-least-once loop of the hub's first version: one idempotent producer, wait for all
+acknowledgements, then commit the offsets. The value, key and headers go out unchanged, so
+message sizes are the input's. Stops on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+
+MAX_BYTES = 4 * 1024 * 1024
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, loop: Passthrough) -> None:
+        self.loop = loop
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self.loop.lock:  # waits for the batch in progress, as the hub does
+            for tp in revoked:
+                producer = self.loop.producers.pop(tp, None)
+                if producer is not None:
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        async with self.loop.lock:
+            if self.loop.mode == "transactional":
+                for tp in assigned:
+                    await self.loop.producer_for(tp)
+        print("passthrough.assigned", len(assigned), flush=True)
+
+
+class Passthrough:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.bootstrap, self.src, self.dst, self.group = args.bootstrap, args.src, args.dst, args.group
+        self.mode, self.batch = args.mode, args.batch
+        self.stopping = asyncio.Event()
+        self.lock = asyncio.Lock()
+        self.producers: dict[TopicPartition, AIOKafkaProducer] = {}
+
+    def _producer(self, transactional_id: str | None) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            transactional_id=transactional_id,
+            enable_idempotence=True,
+            acks="all",
+            max_request_size=MAX_BYTES + 256 * 1024,
+            linger_ms=5,
+        )
+
+    async def producer_for(self, tp: TopicPartition) -> AIOKafkaProducer:
+        producer = self.producers.get(tp)
+        if producer is None:
+            producer = self._producer(f"{self.group}.{tp.topic}.{tp.partition}")
+            await producer.start()
+            self.producers[tp] = producer
+        return producer
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_partition_fetch_bytes=MAX_BYTES + 64 * 1024,
+            fetch_max_bytes=52428800,
+        )
+        plain = self._producer(None) if self.mode == "plain" else None
+        if plain is not None:
+            await plain.start()
+        await consumer.start()
+        consumer.subscribe([self.src], listener=_Listener(self))
+        print("passthrough.ready", flush=True)
+        try:
+            while not self.stopping.is_set():
+                batches = await consumer.getmany(timeout_ms=500, max_records=self.batch)
+                if not batches:
+                    continue
+                async with self.lock:
+                    await self._handle(consumer, plain, batches)
+        finally:
+            await consumer.stop()
+            for producer in [*self.producers.values(), *([plain] if plain else [])]:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+
+    async def _handle(self, consumer: AIOKafkaConsumer, plain: AIOKafkaProducer | None, batches: dict) -> None:
+        if plain is not None:
+            pending = [
+                await plain.send(self.dst, value=r.value, key=r.key, headers=list(r.headers or ()))
+                for records in batches.values()
+                for r in records
+            ]
+            await asyncio.gather(*pending)
+            await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+        else:
+            await asyncio.gather(*(self._commit(tp, records) for tp, records in batches.items()))
+
+    async def _commit(self, tp: TopicPartition, records: list) -> None:
+        producer = await self.producer_for(tp)
+        async with producer.transaction():
+            pending = [
+                await producer.send(self.dst, value=r.value, key=r.key, headers=list(r.headers or ())) for r in records
+            ]
+            await producer.send_offsets_to_transaction({tp: records[-1].offset + 1}, self.group)
+        await asyncio.gather(*pending)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m bench._passthrough")
+    p.add_argument("--bootstrap", required=True)
+    p.add_argument("--src", required=True)
+    p.add_argument("--dst", required=True)
+    p.add_argument("--group", required=True)
+    p.add_argument("--mode", choices=("transactional", "plain"), default="transactional")
+    p.add_argument("--batch", type=int, default=200)
+    asyncio.run(Passthrough(p.parse_args()).run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
