@@ -207,6 +207,25 @@ class DemoFeed:
             raise ValueError(f"unknown kind of broken melding: {kind}")
         return FeedItem(melding_id.encode(), value, _headers(doc), melding_id, kind, None, nis, reporter)
 
+    def on_layers(self, registry: Registry) -> list[FeedItem]:
+        """One melding on each geographic layer of the registry's rules (a vertex of its first
+        feature, the rule's first category), so the demo shows place-based ownership too:
+        a pit on a regional road goes to AWV, litter on a towpath to the waterway manager."""
+        items = []
+        for rule in registry.rules:
+            if rule.layer is None or rule.categories == "*":
+                continue
+            data = json.loads(registry.layer_path(rule.layer.id).read_text(encoding="utf-8"))
+            coords = data["features"][0]["geometry"]["coordinates"]
+            while isinstance(coords[0], list):  # LineString / Polygon: down to a vertex
+                coords = coords[len(coords) // 2]
+            lon, lat = float(coords[0]), float(coords[1])
+            where = self.index.locate(lon, lat)
+            if where is None or where.nis not in {m[0] for m in self.municipalities}:
+                continue
+            items.append(self.valid(category=rule.categories[0], nis=where.nis, point=(lon, lat)))
+        return items
+
     def feed(self, n_valid: int, broken_each: int = 1) -> list[FeedItem]:
         """``n_valid`` valid meldingen over every category and municipality, plus
         ``broken_each`` of every broken kind, shuffled."""

@@ -142,7 +142,7 @@ def run_demo(count: int, workdir: Path, port: int | None, seed: int | None) -> b
     console = Console(width=None if sys.stdout.isatty() else 150)
     registry = Registry.load(None)
     feed = DemoFeed(registry, MunicipalityIndex.load(), seed=seed if seed is not None else time.time_ns())
-    items = feed.feed(count)
+    items = feed.feed(count) + feed.on_layers(registry)
     kafka = LocalKafka(workdir=workdir / "kafka", port=port or free_port())
     console.print(f"[bold]1/4[/] starting Apache Kafka (local JVM broker, work dir {kafka.workdir}) …")
     started_kafka = not kafka.is_running()
@@ -151,8 +151,9 @@ def run_demo(count: int, workdir: Path, port: int | None, seed: int | None) -> b
     try:
         console.print(f"[bold]2/4[/] starting the hub: meldhub hub run --bootstrap-servers {bootstrap} …")
         hub.start()
-        console.print(f"[bold]3/4[/] feeding {len(items)} meldingen ({count} valid, "
-                      f"{len(items) - count} broken on purpose) to {INBOUND} …")
+        broken = sum(1 for i in items if i.kind != "valid")
+        console.print(f"[bold]3/4[/] feeding {len(items)} meldingen ({len(items) - broken} valid, "
+                      f"{broken} broken on purpose) to {INBOUND} …")
         asyncio.run(produce(bootstrap, INBOUND, ((i.key, i.value, i.headers) for i in items)))
         topics = [DEADLETTER, *(authority_topic(a.id) for a in registry.authorities)]
         console.print("[bold]4/4[/] reading every destination topic back …")
