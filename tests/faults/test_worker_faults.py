@@ -61,7 +61,7 @@ def test_a_rebalance_under_load_loses_and_doubles_nothing(
     """Workers join and leave gracefully (SIGTERM) while the stream flows: partitions move
     between members of the group several times."""
     feed = DemoFeed(registry, MunicipalityIndex.load(), seed=6_000_002)
-    items = feed.feed(3_000, broken_each=10)
+    items = feed.feed(8_000, broken_each=10)
     logs = [tmp_path / f"worker-{n}.log" for n in "abc"]
     workers = [start_worker(kafka_bootstrap, logs[0])]
     try:
@@ -71,9 +71,8 @@ def test_a_rebalance_under_load_loses_and_doubles_nothing(
         done = wait_for_progress(done + 400, *logs)
         workers.append(start_worker(kafka_bootstrap, logs[2]))  # and 3
         done = wait_for_progress(done + 400, *logs)
+        assert done < len(items) - 500, "the stream was nearly processed before the last rebalance"
         assert workers[0].stop(signal.SIGTERM) == 0  # scale in: the first one leaves cleanly
-        done = wait_for_progress(done + 300, *logs)
-        assert done < len(items), "the stream was fully processed before the last rebalance"
         delivered = asyncio.run(
             collect(kafka_bootstrap, all_topics(registry), {i.melding_id for i in items}, timeout=600, settle=3)
         )
