@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install kafka-jars run test bench clean
+.PHONY: install kafka-jars chromium run test bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -24,8 +24,12 @@ kafka-jars: install
 run: install kafka-jars
 	$(BIN)/meldhub demo run
 
+# The console's browser tests drive Debian's Chromium (no browser download); installed once.
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
 # pytest exits 5 when it collected no test: that is a failure here, never a green run.
-test: install kafka-jars
+test: install kafka-jars chromium
 	@$(BIN)/python -m pytest -ra $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from hub import logs, privacy
+from hub import logs, metrics, privacy
 from hub.geo import MunicipalityIndex
 from hub.kafka_admin import ensure_topics
 from hub.pipeline import Outcome, Pipeline, Record
@@ -101,6 +102,8 @@ class HubService:
         self.pipeline = pipeline
         self.stopping = asyncio.Event()
         self.lock = asyncio.Lock()
+        self.floor: dict[TopicPartition, int] = {}
+        """Per partition, the committed offset it was last sought to: records below it are done."""
         self.processed = 0
         self.producers: dict[TopicPartition, AIOKafkaProducer] = {}
         self.known_topics = set(known_topics or ())
@@ -148,6 +151,7 @@ class HubService:
             self.consumer.seek(tp, committed)
         else:
             await self.consumer.seek_to_beginning(tp)
+        self.floor[tp] = committed or 0
 
     async def run(self) -> None:
         s = self.settings
@@ -177,26 +181,35 @@ class HubService:
             batches = await consumer.getmany(timeout_ms=500, max_records=self.settings.batch_size)
             if not batches:
                 continue
+            started = time.perf_counter()
             async with self.lock:
-                batches = await self._current(consumer, batches)
+                batches = await self._current(consumer, batches, self.floor)
                 if batches:
                     await self._handle(batches)
+                    metrics.record_batch(sum(map(len, batches.values())), time.perf_counter() - started)
 
     @staticmethod
     async def _current(
-        consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord]]
+        consumer: AIOKafkaConsumer,
+        batches: dict[TopicPartition, list[ConsumerRecord]],
+        floor: dict[TopicPartition, int],
     ) -> dict[TopicPartition, list[ConsumerRecord]]:
         """Drop the part of a batch that a rebalance made stale while it waited for the lock.
 
-        ``getmany`` leaves each position just after the records it returned. If a rebalance
-        sought the partition (to its committed offset) after that, the position no longer
-        matches: the records come again from the new position, so they are dropped here —
-        processing them now would repeat work another transaction already committed.
+        ``getmany`` leaves each position after the records it returned (past any transaction
+        markers too). If a rebalance then sought the partition back to its committed offset, the
+        position is at or before the batch's last record: the records come again from there, so
+        they are dropped here. Records below the committed offset last sought to were already
+        committed by some worker: dropped as well. Processing either would repeat work.
         """
         owned = consumer.assignment()
         current = {}
         for tp, records in batches.items():
-            if tp in owned and await consumer.position(tp) == records[-1].offset + 1:
+            if (
+                tp in owned
+                and await consumer.position(tp) > records[-1].offset
+                and records[0].offset >= floor.get(tp, 0)
+            ):
                 current[tp] = records
         return current
 
@@ -230,17 +243,19 @@ class HubService:
         self, tp: TopicPartition, records: list[ConsumerRecord], outcomes: list[Outcome]
     ) -> None:
         producer = await self.producer_for(tp)
-        async with producer.transaction():
-            pending = []
-            for o in outcomes:
-                for extra in o.extra:  # e.g. the key record: visible together with the melding
-                    await producer.send(extra.topic, value=extra.value, key=extra.key, headers=list(extra.headers))
-                out = o.output
-                pending.append(await producer.send(out.topic, value=out.value, key=out.key, headers=list(out.headers)))
-            await producer.send_offsets_to_transaction({tp: records[-1].offset + 1}, self.settings.group_id)
+        with metrics.time_stage("commit"):
+            async with producer.transaction():
+                pending = []
+                for o in outcomes:
+                    for extra in o.extra:  # e.g. the key record: visible together with the melding
+                        await producer.send(extra.topic, value=extra.value, key=extra.key, headers=list(extra.headers))
+                    out = o.output
+                    pending.append(await producer.send(out.topic, value=out.value, key=out.key, headers=list(out.headers)))
+                await producer.send_offsets_to_transaction({tp: records[-1].offset + 1}, self.settings.group_id)
         acks = await asyncio.gather(*pending)
         for outcome, meta in zip(outcomes, acks, strict=True):
             self._log(outcome, meta.partition, meta.offset)
+            metrics.record_outcome(outcome)
         self.processed += len(outcomes)
 
     async def _ensure_output_topics(self, topics: Iterable[str]) -> None:
@@ -253,7 +268,13 @@ class HubService:
             self.known_topics.update(missing)
 
     def _process_all(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> dict[TopicPartition, list[Outcome]]:
-        return {tp: [self.pipeline.process(_record(r)) for r in records] for tp, records in batches.items()}
+        return {tp: [self._process_one(r) for r in records] for tp, records in batches.items()}
+
+    def _process_one(self, record: ConsumerRecord) -> Outcome:
+        started = time.perf_counter()
+        outcome = self.pipeline.process(_record(record))
+        metrics.observe_stage("pipeline", time.perf_counter() - started)
+        return outcome
 
     @staticmethod
     def _log(outcome: Outcome, partition: int, offset: int) -> None:
@@ -296,6 +317,7 @@ def _record(r: ConsumerRecord) -> Record:
 async def serve(settings: HubSettings) -> None:
     """Entry point of ``meldhub hub run``."""
     pipeline, registry = build_pipeline(settings)
+    metrics.serve()  # MELDHUB_METRICS_PORT; not served when unset
     if settings.create_topics:
         topics = topics_for(settings, registry)
         await ensure_topics(
