@@ -20,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hub import logs
@@ -291,3 +293,40 @@ class Runtime:
         from hub.registry import Registry
 
         return Registry.load(self.registry_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# shared plumbing of the vendor folders
+# ---------------------------------------------------------------------------------------------
+def open_store(path: Path | str, schema: str) -> sqlite3.Connection:
+    """An adapter's small SQLite state file: WAL, autocommit, rows as mappings, ``schema`` applied.
+    Every adapter keeps its idempotency state this way, so it is opened in one place."""
+    if str(path) != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA busy_timeout=5000")
+    db.executescript(schema)
+    return db
+
+
+async def call_vendor(http: httpx.AsyncClient, what: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One HTTP call to a vendor, its failures turned into the adapters' error classes."""
+    try:
+        response = await http.request(method, url, **kwargs)
+    except httpx.TimeoutException as e:
+        raise VendorTimeout(f"{what}: timed out ({type(e).__name__})") from e
+    except httpx.TransportError as e:
+        raise VendorUnavailable(f"{what}: {type(e).__name__}") from e
+    if response.status_code >= 400:
+        raise error_for_status(response.status_code, what, response.text, response.headers.get("retry-after"))
+    return response
+
+
+def vendor_json(response: httpx.Response, what: str) -> Any:
+    """The vendor's JSON answer, or ``VendorMalformed`` when it is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        raise VendorMalformed(f"{what}: the answer is not JSON (HTTP {response.status_code})") from None

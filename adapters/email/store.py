@@ -6,10 +6,10 @@ No personal data: ``summary`` is the category and the place, what the status pag
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from adapters.base import open_store
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mails (
@@ -28,13 +28,7 @@ CREATE TABLE IF NOT EXISTS mails (
 
 class Store:
     def __init__(self, path: Path | str) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA busy_timeout=5000")
-        self.db.executescript(SCHEMA)
+        self.db = open_store(path, SCHEMA)
 
     def close(self) -> None:
         self.db.close()

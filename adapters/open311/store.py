@@ -8,13 +8,13 @@ e-mail addresses or phone numbers (those travel in the melding to the authority 
 from __future__ import annotations
 
 import secrets
-import sqlite3
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from hub.status import INGEDIEND, StatusChange
+from adapters.base import open_store
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -62,13 +62,7 @@ def _iso(when: datetime) -> str:
 
 class Store:
     def __init__(self, path: Path | str) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA busy_timeout=5000")
-        self.db.executescript(SCHEMA)
+        self.db = open_store(path, SCHEMA)
 
     def close(self) -> None:
         self.db.close()

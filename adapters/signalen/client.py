@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from adapters.base import VendorMalformed, VendorRejected, VendorTimeout, VendorUnavailable, error_for_status
+from adapters.base import VendorMalformed, VendorRejected
+from adapters.base import call_vendor, vendor_json
 
 SIGNALS = "/signals/v1/private/signals/"
 
@@ -54,23 +55,9 @@ class SignalenClient:
         await self.http.aclose()
 
     async def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        what = f"Signalen {method} {urlsplit(url).path or url}"
-        try:
-            response = await self.http.request(method, url, **kwargs)
-        except httpx.TimeoutException as e:
-            raise VendorTimeout(f"{what}: timed out ({type(e).__name__})") from e
-        except httpx.TransportError as e:
-            raise VendorUnavailable(f"{what}: {type(e).__name__}") from e
-        if response.status_code >= 400:
-            raise error_for_status(response.status_code, what, response.text, response.headers.get("retry-after"))
-        return response
+        return await call_vendor(self.http, f"Signalen {method} {urlsplit(url).path or url}", method, url, **kwargs)
 
-    @staticmethod
-    def _json(response: httpx.Response, what: str) -> Any:
-        try:
-            return response.json()
-        except ValueError:
-            raise VendorMalformed(f"{what}: the answer is not JSON (HTTP {response.status_code})") from None
+    _json = staticmethod(vendor_json)
 
     async def create_signal(self, body: dict[str, Any]) -> dict[str, Any]:
         response = await self._call("POST", SIGNALS, json=body)

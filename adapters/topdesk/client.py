@@ -14,8 +14,9 @@ from typing import Any
 
 import httpx
 
-from adapters.base import VendorMalformed, VendorTimeout, VendorUnavailable, error_for_status
+from adapters.base import VendorMalformed
 from adapters.topdesk.translate import fiql_datetime
+from adapters.base import call_vendor, vendor_json
 
 INCIDENTS = "/tas/api/incidents"
 
@@ -41,23 +42,9 @@ class TopdeskClient:
         await self.http.aclose()
 
     async def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        what = f"TOPdesk {method} {url}"
-        try:
-            response = await self.http.request(method, url, **kwargs)
-        except httpx.TimeoutException as e:
-            raise VendorTimeout(f"{what}: timed out ({type(e).__name__})") from e
-        except httpx.TransportError as e:
-            raise VendorUnavailable(f"{what}: {type(e).__name__}") from e
-        if response.status_code >= 400:
-            raise error_for_status(response.status_code, what, response.text, response.headers.get("retry-after"))
-        return response
+        return await call_vendor(self.http, f"TOPdesk {method} {url}", method, url, **kwargs)
 
-    @staticmethod
-    def _json(response: httpx.Response, what: str) -> Any:
-        try:
-            return response.json()
-        except ValueError:
-            raise VendorMalformed(f"{what}: the answer is not JSON (HTTP {response.status_code})") from None
+    _json = staticmethod(vendor_json)
 
     async def _list(self, params: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
         response = await self._call("GET", INCIDENTS, params=params)

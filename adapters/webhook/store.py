@@ -4,10 +4,10 @@ signatures accepted within the replay window. No personal data."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from adapters.base import open_store
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -29,13 +29,7 @@ CREATE INDEX IF NOT EXISTS signatures_t ON signatures (t);
 
 class Store:
     def __init__(self, path: Path | str) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA busy_timeout=5000")
-        self.db.executescript(SCHEMA)
+        self.db = open_store(path, SCHEMA)
 
     def close(self) -> None:
         self.db.close()
