@@ -262,6 +262,7 @@ STAGE_OF: dict[str, str] = {
     ErrorClass.MISSING_LOCATION: "route",
     ErrorClass.OUTSIDE_REGION: "route",
     ErrorClass.NO_OWNER: "route",
+    ErrorClass.NOT_A_REFUSAL: "route",
     ErrorClass.BUG: "hub",
 }
 """The stage where a melding of each error class stopped (for metrics and overviews)."""

@@ -21,6 +21,7 @@ class ErrorClass(StrEnum):
     MISSING_LOCATION = "missing-location"
     OUTSIDE_REGION = "outside-region"
     NO_OWNER = "no-owner"
+    NOT_A_REFUSAL = "not-a-refusal"
     # status stage (hub/status.py)
     NOT_A_STATUS = "not-a-status"
     ILLEGAL_TRANSITION = "illegal-transition"
@@ -80,6 +81,12 @@ class OutsideRegion(HubError):
 
 class NoOwner(HubError):
     error_class = ErrorClass.NO_OWNER
+
+
+class NotARefusal(HubError):
+    """A record on ``meldingen.refusals`` without the headers that say who refused what."""
+
+    error_class = ErrorClass.NOT_A_REFUSAL
 
 
 class BugError(HubError):

@@ -65,6 +65,7 @@ _STOPPED_AT: dict[str, str] = {
     ErrorClass.MISSING_LOCATION: "route",
     ErrorClass.OUTSIDE_REGION: "route",
     ErrorClass.NO_OWNER: "route",
+    ErrorClass.NOT_A_REFUSAL: "route",
     ErrorClass.BUG: "forward",  # unknown where: counted at the end, its class says "bug"
 }
 _ADAPTER_ERROR_CLASSES = frozenset(

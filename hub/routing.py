@@ -136,8 +136,17 @@ class Router:
     def version(self) -> str:
         return self.registry.version
 
-    def route(self, category_iris: Sequence[str], points: Sequence[tuple[float, float]]) -> RouteDecision:
-        """The owner of a melding; raises UnknownCategory, MissingLocation, OutsideRegion or NoOwner."""
+    def route(
+        self,
+        category_iris: Sequence[str],
+        points: Sequence[tuple[float, float]],
+        exclude: frozenset[str] = frozenset(),
+    ) -> RouteDecision:
+        """The owner of a melding; raises UnknownCategory, MissingLocation, OutsideRegion or NoOwner.
+
+        ``exclude``: authority ids that refused this melding (:mod:`hub.refusal`); a matching rule
+        that resolves to one of them is passed over, so the next matching rule is the next candidate.
+        """
         slug = self._category(category_iris)
         municipality = self._place(points)
         xy: tuple[float, float] | None = None
@@ -149,20 +158,29 @@ class Router:
                     xy = to_lambert2008(points[0][0], points[0][1])
                 if not view.within(xy[0], xy[1], rule.layer.buffer_m):  # type: ignore[union-attr]
                     continue
-            return self._decide(rule, municipality)
-        raise self._no_owner(slug, municipality)
+            decision = self._decide(rule, municipality)
+            if exclude and decision.authority_id in exclude:
+                continue
+            return decision
+        raise self._no_owner(slug, municipality, exclude)
 
     def owner_id(self, rule: Rule, municipality: Municipality) -> str:
         """The authority id a rule resolves to at a place (``{municipality}`` → that municipality)."""
         return self._decide(rule, municipality).authority_id
 
     def explain(
-        self, category_iris: Sequence[str], points: Sequence[tuple[float, float]], *, all_rules: bool = False
+        self,
+        category_iris: Sequence[str],
+        points: Sequence[tuple[float, float]],
+        *,
+        all_rules: bool = False,
+        exclude: frozenset[str] = frozenset(),
     ) -> Explanation:
         """What :meth:`route` does, step by step, with the reason each rule did or did not match.
 
         ``all_rules``: go on after the deciding rule and say which later rules would also have
-        matched (marked ``reached=False``): shows what the ordering hides.
+        matched (marked ``reached=False``): shows what the ordering hides. ``exclude``: owners that
+        refused the melding (as in :meth:`route`); their rules show as matched but passed over.
         """
         notes: list[str] = []
         if len(category_iris) > 1:
@@ -182,6 +200,16 @@ class Router:
             xy = to_lambert2008(*point)
             for rule, view in self._compiled:
                 trace = self._why(rule, view, slug, municipality, xy)
+                if trace.matched and exclude:
+                    owner = self._decide(rule, municipality).authority_id
+                    if owner in exclude:
+                        trace = RuleTrace(
+                            rule.id,
+                            False,
+                            f"{trace.reason}, but {owner} refused this melding: passed over for the next candidate",
+                            layer_feature=trace.layer_feature,
+                            distance_m=trace.distance_m,
+                        )
                 if decision is not None:
                     prefix = f"not reached ({decision.rule_id} decided)"
                     reason = f"{prefix}; would match: {trace.reason}" if trace.matched else f"{prefix}; {trace.reason}"
@@ -195,7 +223,7 @@ class Router:
                     if not all_rules:
                         break
             if decision is None:
-                error = self._no_owner(slug, municipality)
+                error = self._no_owner(slug, municipality, exclude)
         except HubError as exc:
             error = exc
             if municipality is None and point is not None and not isinstance(exc, MissingLocation):
@@ -278,11 +306,18 @@ class Router:
             ruleset_version=self.registry.version,
         )
 
-    def _no_owner(self, slug: str, municipality: Municipality) -> NoOwner:
+    def _no_owner(self, slug: str, municipality: Municipality, exclude: frozenset[str] = frozenset()) -> NoOwner:
+        details = {"category": slug, "municipality_nis": municipality.nis, "ruleset_version": self.registry.version}
+        if exclude:
+            return NoOwner(
+                f"no rule of ruleset {self.registry.version} names an owner for category {slug} "
+                f"in {municipality.name} ({municipality.nis}) other than {', '.join(sorted(exclude))}, who refused it",
+                details | {"refused_by": sorted(exclude)},
+            )
         return NoOwner(
             f"no rule of ruleset {self.registry.version} matches category {slug} "
             f"in {municipality.name} ({municipality.nis})",
-            {"category": slug, "municipality_nis": municipality.nis, "ruleset_version": self.registry.version},
+            details,
         )
 
     def _why(
@@ -368,10 +403,20 @@ def _fmt(lon: float, lat: float) -> str:
 class RouterLike(Protocol):
     """What the pipeline needs from a router: :class:`Router` and :class:`ReloadingRouter` both are."""
 
-    def route(self, category_iris: Sequence[str], points: Sequence[tuple[float, float]]) -> RouteDecision: ...
+    def route(
+        self,
+        category_iris: Sequence[str],
+        points: Sequence[tuple[float, float]],
+        exclude: frozenset[str] = frozenset(),
+    ) -> RouteDecision: ...
 
     def explain(
-        self, category_iris: Sequence[str], points: Sequence[tuple[float, float]], *, all_rules: bool = False
+        self,
+        category_iris: Sequence[str],
+        points: Sequence[tuple[float, float]],
+        *,
+        all_rules: bool = False,
+        exclude: frozenset[str] = frozenset(),
     ) -> Explanation: ...
 
 
@@ -441,13 +486,23 @@ class ReloadingRouter:
     def version(self) -> str:
         return self._router.registry.version
 
-    def route(self, category_iris: Sequence[str], points: Sequence[tuple[float, float]]) -> RouteDecision:
-        return self.router.route(category_iris, points)
+    def route(
+        self,
+        category_iris: Sequence[str],
+        points: Sequence[tuple[float, float]],
+        exclude: frozenset[str] = frozenset(),
+    ) -> RouteDecision:
+        return self.router.route(category_iris, points, exclude)
 
     def explain(
-        self, category_iris: Sequence[str], points: Sequence[tuple[float, float]], *, all_rules: bool = False
+        self,
+        category_iris: Sequence[str],
+        points: Sequence[tuple[float, float]],
+        *,
+        all_rules: bool = False,
+        exclude: frozenset[str] = frozenset(),
     ) -> Explanation:
-        return self.router.explain(category_iris, points, all_rules=all_rules)
+        return self.router.explain(category_iris, points, all_rules=all_rules, exclude=exclude)
 
     # -- reloading ---------------------------------------------------------------------------
 

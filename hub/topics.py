@@ -29,6 +29,15 @@ AUDIT = "meldingen.audit"
 STATUS = "meldingen.status"
 """Status changes reported by the owning authority's system."""
 
+REFUSALS = "meldingen.refusals"
+"""An owner's "not ours": the melding as the owner received it (value and headers unchanged) plus
+``refused-by`` / ``refusal-reason`` / ``refused-at``. The hub routes it to the next candidate or to
+:data:`TRIAGE` (:mod:`hub.refusal`). Written by authority adapters or an authority's own client."""
+
+TRIAGE = "meldingen.triage"
+"""Meldingen no candidate owner would take (every candidate refused, or too many hops): the
+region's triage team reads them here, with the whole route history in the headers."""
+
 AUTHORITY_PREFIX = "meldingen.authority."
 STATUS_PREFIX = "meldingen.status."
 
@@ -62,6 +71,19 @@ class Header:
     RULE_ID = "route-rule"
     RULESET_VERSION = "route-ruleset-version"
     MUNICIPALITY_NIS = "municipality-nis"
+
+    # set by the refusal flow (hub/refusal.py)
+    REFUSED_BY = "refused-by"
+    """Authority id of the owner that answered "not ours" (on ``meldingen.refusals``)."""
+    REFUSAL_REASON = "refusal-reason"
+    """Why it is not theirs, one line (e.g. "gewestweg: bevoegdheid AWV")."""
+    REFUSED_AT = "refused-at"
+    """ISO 8601 time of the refusal."""
+    ROUTE_HISTORY = "route-history"
+    """JSON list of earlier owners that refused, oldest first (:class:`hub.refusal.RouteHop`)."""
+    MELDING_KEY = "melding-key"
+    """On a refusal of a melding with encrypted contact details: its key record from
+    ``meldingen.keys`` (wrapped keys only), so the hub can re-encrypt for the next owner."""
 
     # set on dead letters
     ERROR_CLASS = "error-class"

@@ -89,6 +89,7 @@ ERROR_CLASS_NL: dict[str, str] = {
     ErrorClass.MISSING_LOCATION: "Geen locatie",
     ErrorClass.OUTSIDE_REGION: "Buiten het werkgebied",
     ErrorClass.NO_OWNER: "Geen behandelaar gevonden",
+    ErrorClass.NOT_A_REFUSAL: "Onvolledige weigering door behandelaar",
     ErrorClass.BUG: "Fout in de hub",
     "vendor-unavailable": "Bestemming niet bereikbaar",
     "vendor-timeout": "Bestemming antwoordt niet op tijd",
