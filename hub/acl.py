@@ -47,7 +47,17 @@ from typing import Any
 import yaml
 
 from hub.privacy import AUDIT, KEYS, TOPIC_PARTITIONS, topic_configs
-from hub.topics import AUTHORITY_PREFIX, DEADLETTER, INBOUND, STATUS, STATUS_PREFIX, authority_topic, status_topic
+from hub.topics import (
+    AUTHORITY_PREFIX,
+    DEADLETTER,
+    INBOUND,
+    REFUSALS,
+    STATUS,
+    STATUS_PREFIX,
+    TRIAGE,
+    authority_topic,
+    status_topic,
+)
 
 HUB_USER = "meldhub-hub"
 HUB_GROUP_PREFIX = "meldingen-hub"
@@ -55,6 +65,8 @@ HUB_GROUP_PREFIX = "meldingen-hub"
 (``meldingen-hub.<topic>.<partition>``) of the hub's workers all start with this."""
 AUTHORITY_USER_PREFIX = "authority-"
 ADAPTER_USER_PREFIX = "adapter-"
+TRIAGE_USER = "triage"
+"""The region's triage team: reads ``meldingen.triage`` (meldingen no owner would take)."""
 CLUSTER = "kafka-cluster"
 SCRAM_ITERATIONS = 8192
 PASSWORD_ENV_PREFIX = "MELDHUB_KAFKA_PASSWORD_"
@@ -85,7 +97,7 @@ class Binding:
 @dataclass(frozen=True)
 class Principal:
     user: str
-    role: str  # hub, channel-adapter, authority-adapter, authority
+    role: str  # hub, channel-adapter, authority-adapter, authority, triage
     subject: str  # what it stands for: the authority or adapter id, or "hub"
 
     @property
@@ -135,6 +147,9 @@ def plan(
     # --- the hub: route stage, status stage, key records ----------------------------------------
     b += _allow(hub_user, "TOPIC", INBOUND, "READ")
     b += _allow(hub_user, "TOPIC", STATUS, "READ")
+    b += _allow(hub_user, "TOPIC", REFUSALS, "READ")
+    b += _allow(hub_user, "TOPIC", TRIAGE, "WRITE")
+    b += _allow(hub_user, "TOPIC", STATUS, "WRITE")  # "Toegewezen aan" after a refusal
     b += _allow(hub_user, "TOPIC", AUTHORITY_PREFIX, "WRITE", "CREATE", pattern="PREFIXED")
     b += _allow(hub_user, "TOPIC", STATUS_PREFIX, "WRITE", "CREATE", pattern="PREFIXED")
     b += _allow(hub_user, "TOPIC", DEADLETTER, "WRITE")
@@ -149,7 +164,14 @@ def plan(
         principals.append(Principal(user, "authority", authority_id))
         b += _allow(user, "TOPIC", authority_topic(authority_id), "READ")
         b += _allow(user, "TOPIC", KEYS, "READ")
+        b += _allow(user, "TOPIC", REFUSALS, "WRITE")  # "not ours" (hub/refusal.py)
         b += _allow(user, "GROUP", user, "READ", pattern="PREFIXED")
+
+    # --- the region's triage team -------------------------------------------------------------
+    principals.append(Principal(TRIAGE_USER, "triage", TRIAGE_USER))
+    b += _allow(TRIAGE_USER, "TOPIC", TRIAGE, "READ")
+    b += _allow(TRIAGE_USER, "TOPIC", KEYS, "READ")
+    b += _allow(TRIAGE_USER, "GROUP", TRIAGE_USER, "READ", pattern="PREFIXED")
 
     # --- adapters -------------------------------------------------------------------------------
     channels: list[str] = []
@@ -167,6 +189,7 @@ def plan(
             b += _allow(user, "TOPIC", authority_topic(adapter.authority), "READ")
             b += _allow(user, "TOPIC", KEYS, "READ")
             b += _allow(user, "TOPIC", STATUS, "WRITE")
+            b += _allow(user, "TOPIC", REFUSALS, "WRITE")
         b += _allow(user, "GROUP", f"adapter-{adapter.id}", "READ")
         b += _allow(user, "BROKER", CLUSTER, "IDEMPOTENT_WRITE")
 
@@ -182,7 +205,7 @@ def plan(
 def is_managed(principal: str, hub_user: str = HUB_USER) -> bool:
     """Principals whose ACLs and SCRAM users ``apply --prune`` may delete."""
     user = principal.removeprefix("User:")
-    return user == hub_user or user.startswith((AUTHORITY_USER_PREFIX, ADAPTER_USER_PREFIX))
+    return user in (hub_user, TRIAGE_USER) or user.startswith((AUTHORITY_USER_PREFIX, ADAPTER_USER_PREFIX))
 
 
 # ---------------------------------------------------------------------------------------------

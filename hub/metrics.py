@@ -165,9 +165,12 @@ def record_outcome(outcome: Any, seconds: float | None = None) -> None:
                 STAGE_MESSAGES.labels(stage=stage, result="failed").inc()
                 break
             STAGE_MESSAGES.labels(stage=stage, result="passed").inc()
+    elif getattr(outcome, "triaged", False):
+        MESSAGES.labels(outcome="triaged", destination="triage").inc()
     else:
         decision = outcome.decision
-        MESSAGES.labels(outcome="routed", destination=destination_label(decision.authority_id if decision else None)).inc()
+        kind = "rerouted" if getattr(outcome, "refusal", None) is not None else "routed"
+        MESSAGES.labels(outcome=kind, destination=destination_label(decision.authority_id if decision else None)).inc()
         for stage in STAGES:
             STAGE_MESSAGES.labels(stage=stage, result="passed").inc()
     if seconds is not None:

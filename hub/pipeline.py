@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from hub import __version__, privacy
+from hub import __version__, privacy, refusal
 from hub.errors import (
     BugError,
     ErrorClass,
     HubError,
+    NoOwner,
+    NotARefusal,
     NotJson,
     NotJsonLd,
     NotUtf8,
@@ -27,7 +29,7 @@ from hub.errors import (
 )
 from hub.melding import Melding
 from hub.routing import RouteDecision, RouterLike
-from hub.topics import DEADLETTER, JSONLD_CONTENT_TYPE, Header
+from hub.topics import DEADLETTER, JSONLD_CONTENT_TYPE, REFUSALS, STATUS, TRIAGE, Header
 from hub.validation import ShaclValidator
 
 MAX_MESSAGE_BYTES = 1024 * 1024
@@ -52,8 +54,15 @@ _HUB_HEADERS = frozenset(
         Header.HUB_VERSION,
         Header.MELDING_ID,
         Header.CONTENT_TYPE,
+        Header.ROUTE_HISTORY,
+        Header.REFUSED_BY,
+        Header.REFUSAL_REASON,
+        Header.REFUSED_AT,
+        Header.MELDING_KEY,
     }
 )
+# ... except on a dead letter, where an admin needs to see what an owner's refusal said.
+_KEPT_ON_DEAD_LETTERS = frozenset({Header.ROUTE_HISTORY, Header.REFUSED_BY, Header.REFUSAL_REASON, Header.REFUSED_AT})
 
 Headers = tuple[tuple[str, bytes], ...]
 
@@ -94,7 +103,10 @@ class Outcome:
     melding_id: str | None
     decision: RouteDecision | None = None
     extra: tuple[Output, ...] = ()
-    """Records that must become visible together with ``output`` (the melding's key record)."""
+    """Records that must become visible together with ``output`` (the melding's key record, the
+    citizen's status event after a refusal)."""
+    refusal: refusal.Refusal | None = None
+    """Set when the record was an owner's refusal (re-routed, or sent to triage)."""
     error_class: ErrorClass | None = None
     reason: str | None = None
     details: Any = field(default=None, repr=False)
@@ -102,6 +114,11 @@ class Outcome:
     @property
     def dead_lettered(self) -> bool:
         return self.error_class is not None
+
+    @property
+    def triaged(self) -> bool:
+        """No candidate owner left (or too many hops): on the region's triage topic."""
+        return self.error_class is None and self.output.topic == TRIAGE
 
 
 # --- stages ---------------------------------------------------------------------------
@@ -162,20 +179,20 @@ def route(melding: Melding, router: RouterLike) -> RouteDecision:
 
 
 def forward(
-    record: Record, melding: Melding, decision: RouteDecision, keyring: privacy.KeyRing | None = None
+    record: Record,
+    melding: Melding,
+    decision: RouteDecision,
+    keyring: privacy.KeyRing | None = None,
+    history: tuple[refusal.RouteHop, ...] = (),
 ) -> tuple[Output, tuple[Output, ...]]:
     """The melding with ``behandelaar`` set, for the owner's topic, with routing headers.
 
     With a keyring the reporter's contact details are encrypted for the owner and the hub; the
     data key goes to ``meldingen.keys`` in the same transaction (returned as the second part), so
-    ``meldhub gdpr erase`` can later make them unrecoverable everywhere (crypto-shredding)."""
+    ``meldhub gdpr erase`` can later make them unrecoverable everywhere (crypto-shredding).
+    ``history``: the owners that refused it before (header ``route-history``)."""
     doc = melding.with_behandelaar(decision.authority_iri)
-    extra: tuple[Output, ...] = ()
-    if keyring is not None:
-        protected = privacy.protect(doc, melding.melding_id, decision.authority_id, keyring)
-        doc = protected["melding"]
-        if protected["key"] is not None:
-            extra = (Output(*privacy.key_output(melding.melding_id, protected["key"])),)
+    doc, extra = _protected(doc, melding.melding_id, decision.authority_id, keyring)
     value = json.dumps(doc, ensure_ascii=False).encode("utf-8")
     headers = _passthrough(record.headers) + (
         (Header.MELDING_ID, melding.melding_id.encode()),
@@ -186,13 +203,50 @@ def forward(
         (Header.MUNICIPALITY_NIS, decision.municipality_nis.encode()),
         (Header.HUB_VERSION, __version__.encode()),
     )
+    if history:
+        headers += ((Header.ROUTE_HISTORY, refusal.history_header(history)),)
     return Output(decision.topic, melding.melding_id.encode(), value, headers), extra
+
+
+def triage(
+    record: Record,
+    melding: Melding,
+    rfs: refusal.Refusal,
+    why: str,
+    keyring: privacy.KeyRing | None = None,
+) -> tuple[Output, tuple[Output, ...]]:
+    """The melding for the region's triage topic: no ``behandelaar``, the whole route history
+    and why no candidate was left (header ``error-reason`` is not used: this is no error)."""
+    doc = melding.to_jsonld()
+    doc.pop("behandelaar", None)
+    doc, extra = _protected(doc, melding.melding_id, refusal.TRIAGE_RECIPIENT, keyring)
+    value = json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    headers = _passthrough(record.headers) + (
+        (Header.MELDING_ID, melding.melding_id.encode()),
+        (Header.CONTENT_TYPE, JSONLD_CONTENT_TYPE.encode()),
+        (Header.ROUTE_HISTORY, refusal.history_header(rfs.history)),
+        (Header.TRIAGE_REASON, _one_line(why).encode("utf-8")),
+        (Header.HUB_VERSION, __version__.encode()),
+    )
+    return Output(TRIAGE, melding.melding_id.encode(), value, headers), extra
+
+
+def _protected(
+    doc: dict[str, Any], melding_id: str, owner: str, keyring: privacy.KeyRing | None
+) -> tuple[dict[str, Any], tuple[Output, ...]]:
+    if keyring is None:
+        return doc, ()
+    protected = privacy.protect(doc, melding_id, owner, keyring)
+    if protected["key"] is None:
+        return protected["melding"], ()
+    return protected["melding"], (Output(*privacy.key_output(melding_id, protected["key"])),)
 
 
 def dead_letter(record: Record, error: HubError, melding_id: str | None, now: datetime | None = None) -> Output:
     """The original bytes, untouched, with headers that say why and where they came from."""
     first_seen = record.header(Header.FIRST_SEEN) or (now or datetime.now(UTC)).isoformat()
-    headers = _passthrough(record.headers, drop={Header.FIRST_SEEN}) + (
+    kept = tuple((k, v) for k, v in record.headers if k in _KEPT_ON_DEAD_LETTERS)
+    headers = _passthrough(record.headers, drop={Header.FIRST_SEEN}) + kept + (
         (Header.ERROR_CLASS, error.error_class.value.encode()),
         (Header.ERROR_REASON, _one_line(error.reason).encode()),
         (Header.ORIGINAL_TOPIC, record.topic.encode()),
@@ -246,13 +300,17 @@ class Pipeline:
         router: RouterLike,
         max_bytes: int = MAX_MESSAGE_BYTES,
         keyring: privacy.KeyRing | None = None,
+        max_route_hops: int = refusal.DEFAULT_MAX_HOPS,
     ) -> None:
         self.validator = validator
         self.router = router
         self.max_bytes = max_bytes
         self.keyring = keyring
+        self.max_route_hops = max_route_hops
 
     def process(self, record: Record) -> Outcome:
+        if record.topic == REFUSALS:
+            return self.reroute(record)
         doc: dict[str, Any] | None = None
         try:
             doc = decode(record.value, self.max_bytes)
@@ -265,6 +323,55 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 - a bug must never stop the hub
             return self._dead(record, BugError.from_exception(exc), doc)
 
+    def reroute(self, record: Record) -> Outcome:
+        """An owner's "not ours" (:mod:`hub.refusal`): the next candidate, or triage; and the
+        citizen's channel is told, in the same transaction."""
+        doc: dict[str, Any] | None = None
+        try:
+            rfs = refusal.read_refusal(record.headers)
+            doc = self._readable(decode(record.value, self.max_bytes), record)
+            melding = validate(doc, self.validator)
+            decision: RouteDecision | None = None
+            why = ""
+            if rfs.hops >= self.max_route_hops:
+                why = f"{rfs.hops} behandelaars weigerden deze melding (maximum {self.max_route_hops})"
+            else:
+                try:
+                    decision = self.router.route(melding.category_iris, melding.points(), rfs.refused)
+                except NoOwner:
+                    why = "geen andere kandidaat-behandelaar volgens de routeringsregels"
+            if decision is not None:
+                output, extra = forward(record, melding, decision, self.keyring, rfs.history)
+            else:
+                output, extra = triage(record, melding, rfs, why, self.keyring)
+            status = _handover_status(record, melding.melding_id, rfs, decision)
+            return Outcome(output, melding.melding_id, decision, extra + status, refusal=rfs, reason=why or None)
+        except HubError as error:
+            return self._dead(record, error, doc)
+        except Exception as exc:  # noqa: BLE001 - a bug must never stop the hub
+            return self._dead(record, BugError.from_exception(exc), doc)
+
+    def _readable(self, doc: dict[str, Any], record: Record) -> dict[str, Any]:
+        """A refused melding with encrypted contact details, decrypted with the hub's wrap of its
+        key (header ``melding-key``) so they can be encrypted anew for the next owner only."""
+        if not privacy.is_protected(doc):
+            return doc
+        raw = record.header(Header.MELDING_KEY)
+        if self.keyring is None or not raw:
+            raise NotARefusal(
+                "the refused melding has encrypted contact details but no readable key record "
+                f"(header {Header.MELDING_KEY}): the next owner could not read them"
+            )
+        try:
+            key_record = json.loads(raw)
+            melding_id = privacy._doc_melding_id(doc)
+            data_key = privacy.unwrap(key_record, privacy.Identity.hub(self.keyring.hub_key), melding_id)
+        except (ValueError, privacy.PrivacyError) as exc:
+            raise NotARefusal(f"header {Header.MELDING_KEY}: {exc}") from None
+        if data_key is None:  # erased meanwhile, or never wrapped for the hub: route without them
+            return privacy.reveal(doc, {})
+        return privacy.reveal(doc, {melding_id: data_key})
+
     def _dead(self, record: Record, error: HubError, doc: dict[str, Any] | None) -> Outcome:
         melding_id = _melding_id_hint(record, doc)
         return Outcome(
@@ -274,3 +381,24 @@ class Pipeline:
             reason=_one_line(error.reason),
             details=error.details,
         )
+
+
+def _handover_status(
+    record: Record, melding_id: str, rfs: refusal.Refusal, decision: RouteDecision | None
+) -> tuple[Output, ...]:
+    """``Toegewezen aan`` for the citizen's channel: who has the melding now (never the owner's
+    free-text reason, which is written for civil servants). No ``source`` header: no channel to tell."""
+    from hub.status import TOEGEWEZEN, StatusChange  # hub.status builds on this module
+
+    source = record.header(Header.SOURCE)
+    if not source:
+        return ()
+    if decision is not None:
+        door = decision.authority_iri
+        text = f"Uw melding werd doorgestuurd naar {decision.authority_name}, die ze verder behandelt."
+    else:
+        door = refusal.TRIAGE_AGENT
+        text = "Uw melding wordt door de regionale triagedienst bekeken om de juiste behandelaar te vinden."
+    change = StatusChange.create(melding_id, TOEGEWEZEN, door, text, statusdatum=rfs.refused_at)
+    headers = change.kafka_headers(source=source, reported_by="hub")
+    return (Output(STATUS, melding_id.encode(), change.to_bytes(), headers),)

@@ -54,7 +54,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from hub.logs import scrub
-from hub.topics import AUDIT, AUTHORITY_PREFIX, DEADLETTER, INBOUND, KEYS, STATUS, STATUS_PREFIX, Header
+from hub.topics import AUDIT, AUTHORITY_PREFIX, DEADLETTER, INBOUND, KEYS, REFUSALS, STATUS, STATUS_PREFIX, TRIAGE, Header
 
 PROTECTED_TERM = "versleuteld"
 PROTECTED_IRI = "https://w3id.org/meldingen-hub/ns#versleuteld"
@@ -672,6 +672,8 @@ RETENTION_DAYS = {
     "authority": 30,
     "deadletter": 14,
     "status": 30,
+    "refusals": 14,
+    "triage": 30,
 }
 """Defaults (days); see docs/security.md §Retention for the reasons."""
 
@@ -696,6 +698,8 @@ def topic_configs(
       removes the erased key from disk within a day (``max.compaction.lag.ms``), tombstones after
       7 more days (``delete.retention.ms``: time for incremental readers to see them).
     - ``meldingen.audit``: kept forever, never compacted (no personal data).
+    - ``meldingen.refusals``: 14 days (the hub re-routes within seconds; kept for admins as the
+      dead letters are); ``meldingen.triage``: 30 days, as an authority topic.
     """
     big = {"max.message.bytes": str(max_message_bytes)} if max_message_bytes else {}
     overrides = dict(authority_retention_days or {})
@@ -716,6 +720,8 @@ def topic_configs(
             "min.cleanable.dirty.ratio": "0.01",
         },
         AUDIT: {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"},
+        REFUSALS: {**days(RETENTION_DAYS["refusals"]), **big},
+        TRIAGE: {**days(RETENTION_DAYS["triage"]), **big},
     }
     for authority_id in authority_ids:
         configs[AUTHORITY_PREFIX + authority_id] = days(int(overrides.get(authority_id, RETENTION_DAYS["authority"])))

@@ -38,6 +38,12 @@ from hub.topics import AUTHORITY_PREFIX, REFUSALS, Header, authority_topic
 DEFAULT_MAX_HOPS = 3
 """Refusals after which a melding goes to triage instead of a next candidate."""
 
+TRIAGE_RECIPIENT = "triage"
+"""Recipient name of the triage team's key in the hub's recipients file (encrypted contact details)."""
+
+TRIAGE_AGENT = "https://w3id.org/meldingen-hub/id/organisatie/regionale-triage"
+"""``statuswijzigingDoor`` of the status event when a melding goes to triage (hub-local IRI)."""
+
 MAX_REASON_CHARS = 300
 MAX_HISTORY_BYTES = 8 * 1024
 

@@ -22,7 +22,7 @@ from hub.kafka_admin import ensure_topics
 from hub.pipeline import Outcome, Pipeline, Record
 from hub.registry import Registry
 from hub.settings import HubSettings
-from hub.topics import DEADLETTER, INBOUND, KEYS, STATUS, authority_topic
+from hub.topics import DEADLETTER, INBOUND, KEYS, REFUSALS, STATUS, TRIAGE, authority_topic
 from hub.validation import make_validator
 from hub.kafka_auth import client_kwargs
 
@@ -47,13 +47,21 @@ def build_pipeline(settings: HubSettings) -> tuple[Pipeline, Registry]:
         interval_s=float(interval),
     )
     keyring = privacy.KeyRing.from_env() if settings.protect_contact_details else None
-    pipeline = Pipeline(make_validator(settings.validator), router, settings.max_message_bytes, keyring)
+    pipeline = Pipeline(
+        make_validator(settings.validator), router, settings.max_message_bytes, keyring, settings.max_route_hops
+    )
     return pipeline, router.registry
 
 
 def topics_for(settings: HubSettings, registry: Registry) -> dict[str, dict[str, str]]:
     big = {"max.message.bytes": str(settings.topic_max_message_bytes)}
-    topics: dict[str, dict[str, str]] = {INBOUND: big, DEADLETTER: dict(big), STATUS: {}}
+    topics: dict[str, dict[str, str]] = {
+        INBOUND: big,
+        DEADLETTER: dict(big),
+        STATUS: {},
+        REFUSALS: dict(big),
+        TRIAGE: dict(big),
+    }
     if settings.protect_contact_details:
         topics[KEYS] = {"cleanup.policy": "compact"}
     for authority in registry.authorities:
@@ -168,8 +176,10 @@ class HubService:
         )
         await consumer.start()
         try:
-            consumer.subscribe([INBOUND], listener=_FenceOnAssign(self))
-            log.info("hub.ready", bootstrap_servers=s.bootstrap_servers, group_id=s.group_id, topic=INBOUND)
+            consumer.subscribe([INBOUND, REFUSALS], listener=_FenceOnAssign(self))
+            log.info(
+                "hub.ready", bootstrap_servers=s.bootstrap_servers, group_id=s.group_id, topics=[INBOUND, REFUSALS]
+            )
             await self._loop(consumer)
         finally:
             await consumer.stop()  # leaves the group: revokes, which closes the producers
@@ -288,9 +298,22 @@ class HubService:
                     partition=partition,
                     offset=offset,
                 )
+            elif outcome.triaged:
+                rfs = outcome.refusal
+                log.warning(
+                    "melding.triaged",
+                    refused_by=rfs.refused_by if rfs else None,
+                    hops=rfs.hops if rfs else None,
+                    reason=outcome.reason,
+                    topic=outcome.output.topic,
+                    partition=partition,
+                    offset=offset,
+                )
             else:
                 d = outcome.decision
                 assert d is not None
+                if outcome.refusal is not None:
+                    log.info("melding.refused", refused_by=outcome.refusal.refused_by, hops=outcome.refusal.hops)
                 log.info(
                     "melding.routed",
                     authority=d.authority_id,

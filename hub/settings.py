@@ -36,6 +36,9 @@ class HubSettings(BaseSettings):
     protect_contact_details: bool = False
     """Encrypt the reporter's contact details per melding for the owner and the hub (keys from
     ``MELDHUB_PRIVACY_HUB_KEY`` and ``MELDHUB_PRIVACY_RECIPIENTS``; see docs/security.md)."""
+    max_route_hops: int = Field(default=3, ge=1)
+    """Refusals ("not ours") after which a melding goes to the triage topic instead of the next
+    candidate owner (hub/refusal.py)."""
     validator: Literal["pyshacl", "compiled"] = "compiled"
     """SHACL engine: the compiled validator (default; same reports as pyshacl, proven by
     tests/test_shacl_differential.py) or pyshacl itself, the reference."""

@@ -81,6 +81,8 @@ class Header:
     """ISO 8601 time of the refusal."""
     ROUTE_HISTORY = "route-history"
     """JSON list of earlier owners that refused, oldest first (:class:`hub.refusal.RouteHop`)."""
+    TRIAGE_REASON = "triage-reason"
+    """On ``meldingen.triage``: why no candidate owner was left (Dutch, one line)."""
     MELDING_KEY = "melding-key"
     """On a refusal of a melding with encrypted contact details: its key record from
     ``meldingen.keys`` (wrapped keys only), so the hub can re-encrypt for the next owner."""

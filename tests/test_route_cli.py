@@ -68,6 +68,22 @@ def test_explain_all_and_json(tmp_path: Path) -> None:
     assert e["shape_problem"] is None
 
 
+def test_explain_refused_by_shows_the_next_candidate_then_triage() -> None:
+    awv = str(TOPICS / "meldingen.authority.awv.jsonld")  # a road defect on the R8: AWV first
+    r = meldhub("route", "explain", awv, "--refused-by", "awv")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ROUTED → kortrijk" in r.stdout and "rule default-municipality" in r.stdout
+    e = json.loads(meldhub("route", "explain", "--json", awv, "--refused-by", "awv").stdout)
+    trace = {t["rule"]: t for t in e["rules"]}
+    assert trace["regional-road-awv"]["matched"] is False
+    assert "awv refused this melding: passed over for the next candidate" in trace["regional-road-awv"]["reason"]
+    assert e["decision"]["authority"] == "kortrijk"
+    r = meldhub("route", "explain", awv, "--refused-by", "awv", "--refused-by", "kortrijk")
+    assert r.returncode == 1
+    assert "other than awv, kortrijk, who refused it" in r.stdout
+    assert "meldingen.triage" in r.stdout
+
+
 def test_explain_a_melding_off_the_regional_road(tmp_path: Path) -> None:
     r = meldhub("route", "explain", str(melding_at(tmp_path, (3.2649, 50.79), "hinder-wegenwerken")))
     assert r.returncode == 0, r.stdout

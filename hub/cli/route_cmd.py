@@ -63,6 +63,13 @@ def explain(
     validate: Annotated[
         bool, typer.Option(help="Validate against the hub's SHACL shapes first, as the hub does before routing.")
     ] = True,
+    refused_by: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--refused-by",
+            help="An authority id that refused the melding (repeatable): shows the next candidate, as the hub re-routes.",
+        ),
+    ] = None,
 ) -> None:
     """Print the decision path for a melding: municipality, rules tried and why, result."""
     from hub.errors import HubError
@@ -81,7 +88,9 @@ def explain(
         raise typer.Exit(code=2) from None
     shape_problem = _shape_problem(doc) if validate else None
     router = _router(registry)
-    e = router.explain(melding.category_iris, melding.points(), all_rules=all_rules)
+    e = router.explain(
+        melding.category_iris, melding.points(), all_rules=all_rules, exclude=frozenset(refused_by or ())
+    )
     if as_json:
         typer.echo(json.dumps(_explanation_json(e, file) | {"shape_problem": shape_problem}, ensure_ascii=False, indent=2))
     else:
@@ -92,6 +101,10 @@ def explain(
                 soft_wrap=True,
             )
         _print_explanation(console, e, file, router)
+        if refused_by and e.decision is None and e.error_class == "no-owner":
+            console.print(
+                "after a refusal the hub sends it to the region's triage topic meldingen.triage", soft_wrap=True
+            )
     if e.decision is None or shape_problem:
         raise typer.Exit(code=1)
 

@@ -9,7 +9,7 @@ import pytest
 from hub import acl
 from hub.acl import AdapterSpec, Binding, plan
 from hub.registry import Registry
-from hub.topics import AUTHORITY_PREFIX, DEADLETTER, INBOUND, STATUS
+from hub.topics import AUTHORITY_PREFIX, DEADLETTER, INBOUND, REFUSALS, STATUS, TRIAGE
 
 
 def _ops(p: acl.Plan, user: str) -> set[tuple[str, str, str, str]]:
@@ -32,6 +32,7 @@ def test_every_authority_reads_only_its_own_topic_keys_and_groups(example: acl.P
         assert _ops(example, user) == {
             ("TOPIC", f"meldingen.authority.{authority.id}", "LITERAL", "READ"),
             ("TOPIC", "meldingen.keys", "LITERAL", "READ"),
+            ("TOPIC", REFUSALS, "LITERAL", "WRITE"),  # "not ours": the melding back to the hub
             ("GROUP", user, "PREFIXED", "READ"),
         }
 
@@ -50,6 +51,7 @@ def test_authority_adapter_reads_its_authority_and_writes_status(example: acl.Pl
         ("TOPIC", "meldingen.authority.kortrijk", "LITERAL", "READ"),
         ("TOPIC", "meldingen.keys", "LITERAL", "READ"),
         ("TOPIC", STATUS, "LITERAL", "WRITE"),
+        ("TOPIC", REFUSALS, "LITERAL", "WRITE"),
         ("GROUP", "adapter-topdesk-kortrijk", "LITERAL", "READ"),
         ("BROKER", "kafka-cluster", "LITERAL", "IDEMPOTENT_WRITE"),
     }
@@ -72,10 +74,24 @@ def test_only_the_hub_reads_inbound_and_writes_owner_topics_keys_and_dead_letter
     assert who("TOPIC", "meldingen.audit", "READ") == set() and who("TOPIC", "meldingen.audit", "WRITE") == set()
     assert who("TRANSACTIONAL_ID", "meldingen-hub.meldingen.inbound.0", "WRITE") == hub
     assert who("GROUP", "meldingen-hub", "READ") == hub
+    assert who("TOPIC", REFUSALS, "READ") == hub and who("TOPIC", TRIAGE, "WRITE") == hub
+    # refusals may come from any owner, never from a channel adapter
+    assert "User:adapter-open311-zwvl" not in who("TOPIC", REFUSALS, "WRITE")
     # nobody may do anything not listed: no ALL, no DENY needed, no wildcard resources
     assert all(b.operation != "ALL" and b.name != "*" and b.permission == "ALLOW" for b in example.bindings)
     # no principal but the hub holds a prefix on topics
     assert {b.principal for b in example.bindings if b.resource_type == "TOPIC" and b.pattern == "PREFIXED"} == hub
+
+
+def test_only_the_triage_team_reads_the_triage_topic(example: acl.Plan) -> None:
+    readers = {b.principal for b in example.bindings if b.name == TRIAGE and b.operation == "READ"}
+    assert readers == {"User:triage"}
+    assert _ops(example, "triage") == {
+        ("TOPIC", TRIAGE, "LITERAL", "READ"),
+        ("TOPIC", "meldingen.keys", "LITERAL", "READ"),
+        ("GROUP", "triage", "PREFIXED", "READ"),
+    }
+    assert acl.is_managed("User:triage")
 
 
 def test_plan_follows_the_adapters_file(tmp_path: Path) -> None:
@@ -99,7 +115,7 @@ def test_an_adapter_for_an_unknown_authority_is_refused() -> None:
 
 def test_topics_of_the_plan_have_retention(example: acl.Plan) -> None:
     assert "retention.ms" in example.topics[INBOUND]
-    assert all(name in example.topics for name in (DEADLETTER, STATUS, "meldingen.keys", "meldingen.audit"))
+    assert all(name in example.topics for name in (DEADLETTER, STATUS, "meldingen.keys", "meldingen.audit", REFUSALS, TRIAGE))
     assert sum(name.startswith(AUTHORITY_PREFIX) for name in example.topics) == len(Registry.load().authorities)
 
 
