@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.melding import Melding
-from hub.topics import DEADLETTER, INBOUND, JSONLD_CONTENT_TYPE, STATUS, Header
+from hub.topics import DEADLETTER, INBOUND, JSONLD_CONTENT_TYPE, REFUSALS, STATUS, STATUS_PREFIX, TRIAGE, Header
 
 if TYPE_CHECKING:
     from faststream import FastStream
@@ -33,6 +33,9 @@ CONTRACT_VERSION = "1.0.0"
 """Version of the topic contract (names, headers, payload shapes). Bump the major on any breaking change."""
 
 AUTHORITY_CHANNEL = "meldingen.authority.{authority}"
+SOURCE_STATUS_CHANNEL = STATUS_PREFIX + "{source}"
+FIXED_REFUSED_AT = "2026-11-20T09:15:00+00:00"
+"""``refused-at`` of the example refusal."""
 
 FAKE_NAME = "Fictieve Melder (voorbeeld)"
 FAKE_EMAIL = "melder@example.org"
@@ -115,14 +118,68 @@ class DeadLetterHeaders(_Headers):
     )
 
 
+class RefusalHeaders(AuthorityHeaders):
+    """Headers on ``meldingen.refusals``: every header the melding had on the owner's topic, unchanged
+    (the hub checks ``authority`` against ``refused-by``), plus who refused, why and when."""
+
+    refused_by: str = Field(alias=Header.REFUSED_BY, description="The refusing owner's authority id (= `authority`).")
+    refusal_reason: str = Field(
+        alias=Header.REFUSAL_REASON, description="One line for the next owner and triage; no personal data."
+    )
+    refused_at: str | None = Field(
+        default=None, alias=Header.REFUSED_AT, description="ISO 8601 with time zone; the hub's clock when absent."
+    )
+    melding_key: str | None = Field(
+        default=None,
+        alias=Header.MELDING_KEY,
+        description="With encrypted contact details: the melding's key record from meldingen.keys (wrapped keys "
+        "only), so the hub can re-encrypt them for the next owner. Without it such a refusal is dead-lettered.",
+    )
+    route_history: str | None = Field(
+        default=None, alias=Header.ROUTE_HISTORY, description="As received (earlier refusals), if any."
+    )
+
+
+class TriageHeaders(_Headers):
+    """Headers on ``meldingen.triage``: meldingen no candidate owner would take."""
+
+    melding_id: str = Field(alias=Header.MELDING_ID, description="The melding's id (a UUID); also the record key.")
+    content_type: str = Field(alias=Header.CONTENT_TYPE, description=f"Always '{JSONLD_CONTENT_TYPE}'.")
+    route_history: str = Field(
+        alias=Header.ROUTE_HISTORY,
+        description="JSON list, oldest first, of the owners that refused it: "
+        "{authority, rule, ruleset_version, refused_at, reason}.",
+    )
+    triage_reason: str = Field(
+        alias=Header.TRIAGE_REASON, description="Why no candidate was left (Dutch, one line), e.g. the hop limit."
+    )
+    hub_version: str = Field(alias=Header.HUB_VERSION, description="Release of the hub that wrote the record.")
+    source: str | None = Field(default=None, alias=Header.SOURCE, description="The channel adapter, passed through.")
+
+
 class StatusHeaders(_Headers):
-    """Headers on ``meldingen.status`` — defined by the status-flow issue; only the id is fixed now."""
+    """Headers of a status event on ``meldingen.status`` and ``meldingen.status.<source>``."""
 
     melding_id: str = Field(alias=Header.MELDING_ID, description="The melding whose status changed; also the key.")
+    source: str = Field(
+        alias=Header.SOURCE,
+        description="The channel the melding came from (as on the owner's topic): the status goes back there.",
+    )
+    status_previous: str | None = Field(
+        default=None,
+        alias=Header.STATUS_PREVIOUS,
+        description="Notation of the status the reporter knew before (e.g. '557'); the hub checks the transition.",
+    )
+    reported_by: str | None = Field(
+        default=None, alias=Header.REPORTED_BY, description="Adapter id that reported it, or 'hub' after a refusal."
+    )
 
 
 class StatusChange(BaseModel):
-    """A status change reported by the owning authority (shape defined by the status-flow issue, not yet fixed)."""
+    """A ``melding:Meldingstatus`` in the hub's JSON-LD context: ``statuswaarde`` (a MeldingStatuswaarde
+    concept), ``statusdatum``, ``statuswijzigingDoor``, ``beschrijving`` (Dutch, for the citizen) and the
+    melding as ``"@reverse": {"heeftStatus": {"@id": ...}}``; ``@id`` derived from (melding, status, time).
+    Example: docs/topics/meldingen.status.jsonld; life cycle: hub/status.py, docs/adapters.md."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -185,15 +242,49 @@ def build_app(registry: Registry | None = None) -> FastStream:
     )
 
     @broker.subscriber(
+        REFUSALS,
+        title="refusals",
+        description=(
+            "An owner's 'not ours': the melding exactly as it was received from meldingen.authority.<id> (value "
+            "and headers), plus refused-by, refusal-reason and refused-at (key = melding id). The hub routes it to "
+            "the next matching rule's owner (route-history header kept) or, when none is left or after "
+            "MELDHUB_MAX_ROUTE_HOPS refusals, to meldingen.triage; the citizen's channel gets 'Toegewezen aan'."
+        ),
+    )
+    async def refusals(melding: Melding) -> None:  # pragma: no cover - documentation only
+        return None
+
+    broker.publisher(
+        TRIAGE,
+        title="triage",
+        description=(
+            "Meldingen no candidate owner would take, for the region's triage team (principal `triage`): "
+            "JSON-LD without `behandelaar`, the whole route history and the reason in headers."
+        ),
+        schema=Melding,
+    )
+
+    @broker.subscriber(
         STATUS,
         title="status",
         description=(
-            "Status changes reported by the owning authority's system (key = melding id). The payload is "
-            "defined by the status-flow issue; refusals ('not ours') and re-routing will travel here."
+            "Status changes reported by the owning authority's system, and 'Toegewezen aan' from the hub after "
+            "a refusal (key = melding id). The hub checks each against the status life cycle and sends it to "
+            "meldingen.status.<source>, the channel the melding came from."
         ),
     )
     async def status(change: StatusChange) -> None:  # pragma: no cover - documentation only
         return None
+
+    broker.publisher(
+        SOURCE_STATUS_CHANNEL,
+        title="source-status",
+        description=(
+            "Status changes for one channel adapter (meldingen.status.<source>), which shows them to the citizen "
+            "(e.g. Open311 GET requests/{id})."
+        ),
+        schema=StatusChange,
+    )
 
     return FastStream(
         broker,
@@ -223,13 +314,19 @@ def asyncapi_document(registry: Registry | None = None) -> dict[str, Any]:
         "inbound": InboundHeaders,
         "authority": AuthorityHeaders,
         "deadletter": DeadLetterHeaders,
+        "refusals": RefusalHeaders,
+        "triage": TriageHeaders,
         "status": StatusHeaders,
+        "source-status": StatusHeaders,
     }
     summaries = {
         "inbound": "A new melding from a channel adapter (JSON-LD).",
         "authority": "A melding routed to the authority that owns it, `behandelaar` set (JSON-LD).",
         "deadletter": "A record the hub could not process: the original bytes, the reason in headers.",
-        "status": "A status change of a melding (shape defined by the status-flow issue).",
+        "refusals": "An owner's 'not ours': the melding as received, with who refused, why and when.",
+        "triage": "A melding no candidate owner would take, with its route history (JSON-LD).",
+        "status": "A status change of a melding (melding:Meldingstatus, JSON-LD).",
+        "source-status": "A checked status change for the channel the melding came from (JSON-LD).",
     }
     for name, message in messages.items():
         channel = name.split(":", 1)[0]
@@ -241,9 +338,7 @@ def asyncapi_document(registry: Registry | None = None) -> dict[str, Any]:
             "description": "The melding id, in the header and as the record key.",
             "location": f"$message.header#/{Header.MELDING_ID}",
         }
-        message["contentType"] = {"deadletter": "application/octet-stream", "status": "application/json"}.get(
-            channel, JSONLD_CONTENT_TYPE
-        )
+        message["contentType"] = {"deadletter": "application/octet-stream"}.get(channel, JSONLD_CONTENT_TYPE)
         message["bindings"] = {
             "kafka": {
                 "key": {"type": "string", "description": "The melding id (UUID); dead letters keep the original key."},
@@ -257,7 +352,7 @@ def asyncapi_document(registry: Registry | None = None) -> dict[str, Any]:
     }
     doc["components"]["schemas"]["StatusChange"]["description"] = (StatusChange.__doc__ or "").strip()
     # FastStream's order of channels follows set iteration (differs per process): fix it
-    order = ["inbound", "authority", "deadletter", "status"]
+    order = ["inbound", "authority", "deadletter", "refusals", "triage", "status", "source-status"]
     doc["channels"] = {k: doc["channels"][k] for k in sorted(doc["channels"], key=order.index)}
     doc["operations"] = {k: doc["operations"][k] for k in sorted(doc["operations"], key=order.index)}
     components = doc["components"]
@@ -271,6 +366,12 @@ def asyncapi_document(registry: Registry | None = None) -> dict[str, Any]:
             "description": "Authority id from the registry (lower-case letters, digits, '-').",
             "enum": [a.id for a in registry.authorities],
             "examples": ["kortrijk", "awv"],
+        }
+    }
+    doc["channels"]["source-status"]["parameters"] = {
+        "source": {
+            "description": "Channel adapter id, as in the melding's `source` header.",
+            "examples": ["open311-zwvl", "meldingsapp-kortrijk"],
         }
     }
     return doc
@@ -356,6 +457,30 @@ def topic_examples(registry: Registry | None = None) -> dict[str, str]:
         emit(out.topic, out.value, out.key, out.headers)
         if authority.id == "kortrijk":
             emit(INBOUND, record(doc, "meldingsapp-kortrijk").value, out.key, record(doc, "meldingsapp-kortrijk").headers)
+
+    # an owner's refusal, what the hub makes of it, and the citizen's status event
+    from datetime import datetime
+
+    from hub.refusal import refusal_output
+
+    imog_doc = _example_for("imog", feed, router, registry)
+    routed = pipeline.process(record(imog_doc, "meldingsapp-kortrijk")).output
+    when = datetime.fromisoformat(FIXED_REFUSED_AT)
+    topic, key, value, headers = refusal_output(
+        routed.value or b"", routed.headers, "imog", "Sluikstort op privéterrein: niet voor Imog", refused_at=when
+    )
+    emit(topic, value, key, headers)
+    rerouted = pipeline.process(Record(value=value, key=key, headers=headers, topic=topic, partition=0, offset=0))
+    status_out = next(o for o in rerouted.extra if o.topic == STATUS)
+    emit(STATUS, status_out.value, status_out.key, status_out.headers)
+    out = rerouted.output
+    _, key2, value2, headers2 = refusal_output(
+        out.value or b"", out.headers, out.topic.rsplit(".", 1)[-1], "Ligt op het domein van de NMBS", refused_at=when
+    )
+    triaged = pipeline.process(Record(value=value2, key=key2, headers=headers2, topic=topic, partition=0, offset=0))
+    if not triaged.triaged:
+        raise RuntimeError(f"example triage did not reach {TRIAGE}: {triaged.reason}")
+    emit(TRIAGE, triaged.output.value, triaged.output.key, triaged.output.headers)
 
     broken, _, _ = feed.melding(category="wegdefect", nis="34022", anonymous=False)
     _fake_reporter(broken)

@@ -17,7 +17,9 @@ from hub.geo import MunicipalityIndex
 from hub.melding import Melding
 from hub.registry import Registry
 from hub.routing import Router
-from hub.topics import DEADLETTER, INBOUND, STATUS, Header, authority_topic
+from hub.refusal import parse_history, read_refusal
+from hub.status import StatusChange
+from hub.topics import DEADLETTER, INBOUND, REFUSALS, STATUS, TRIAGE, Header, authority_topic
 from hub.validation import ShaclValidator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +58,9 @@ def test_the_document_describes_every_topic_with_headers(registry: Registry) -> 
     doc = asyncapi_document(registry)
     assert doc["asyncapi"] == "3.0.0" and doc["defaultContentType"] == "application/ld+json"
     addresses = {c["address"] for c in doc["channels"].values()}
-    assert addresses == {INBOUND, "meldingen.authority.{authority}", DEADLETTER, STATUS}
+    assert addresses == {
+        INBOUND, "meldingen.authority.{authority}", DEADLETTER, REFUSALS, TRIAGE, STATUS, "meldingen.status.{source}"
+    }
     authority = doc["channels"]["authority"]
     assert authority["parameters"]["authority"]["enum"] == [a.id for a in registry.authorities]
     assert {o["action"] for o in doc["operations"].values()} == {"send", "receive"}
@@ -70,6 +74,9 @@ def test_the_document_describes_every_topic_with_headers(registry: Registry) -> 
     dead = messages["deadletter:Message"]
     assert Header.ERROR_CLASS in dead["headers"]["required"] and dead["contentType"] == "application/octet-stream"
     assert doc["components"]["schemas"]["DeadLetterValue"]["format"] == "binary"
+    refusal = messages["refusals:SubscribeMessage"]["headers"]
+    assert {Header.REFUSED_BY, Header.REFUSAL_REASON, Header.AUTHORITY} <= set(refusal["required"])
+    assert Header.ROUTE_HISTORY in messages["triage:Message"]["headers"]["required"]
     for message in messages.values():
         assert message["correlationId"]["location"] == f"$message.header#/{Header.MELDING_ID}"
         assert message["bindings"]["kafka"]["key"]["type"] == "string"
@@ -87,7 +94,8 @@ def _refs(node: object) -> list[str]:
 
 def test_one_example_per_topic_routed_by_the_real_pipeline(registry: Registry, examples: dict[str, str]) -> None:
     topics = {authority_topic(a.id) for a in registry.authorities} | {INBOUND, DEADLETTER}
-    assert {n.removesuffix(".headers.json") for n in examples if n.endswith(".headers.json")} == topics
+    flow = {REFUSALS, TRIAGE, STATUS}  # the refusal flow: checked in the next test
+    assert {n.removesuffix(".headers.json") for n in examples if n.endswith(".headers.json")} == topics | flow
     router = Router(registry, MunicipalityIndex.load())
     validator = ShaclValidator()
     for topic in sorted(topics):
@@ -113,6 +121,18 @@ def test_one_example_per_topic_routed_by_the_real_pipeline(registry: Registry, e
     rules = {json.loads(examples[f"{authority_topic(a)}.headers.json"])["headers"][Header.RULE_ID] for a in
              ("awv", "de-vlaamse-waterweg", "fluvius", "imog", "kortrijk")}
     assert rules >= {"regional-road-awv", "waterway-dvw", "waste-imog", "default-municipality"}
+
+
+def test_the_refusal_examples_show_one_melding_refused_twice_then_triaged(examples: dict[str, str]) -> None:
+    refusal = json.loads(examples[f"{REFUSALS}.headers.json"])["headers"]
+    assert refusal[Header.REFUSED_BY] == refusal[Header.AUTHORITY] == "imog"
+    assert read_refusal([(k, v.encode()) for k, v in refusal.items()]).refused == {"imog"}
+    triage = json.loads(examples[f"{TRIAGE}.headers.json"])
+    assert triage["key"] == json.loads(examples[f"{REFUSALS}.headers.json"])["key"]
+    hops = [h.authority for h in parse_history(triage["headers"][Header.ROUTE_HISTORY])]
+    assert hops == ["imog", "kortrijk"] and "behandelaar" not in json.loads(examples[f"{TRIAGE}.jsonld"])
+    change = StatusChange.from_jsonld(json.loads(examples[f"{STATUS}.jsonld"]))
+    assert change.status.notation == "557" and "Stad Kortrijk" in change.beschrijving
 
 
 def test_examples_carry_no_personal_data(examples: dict[str, str]) -> None:
