@@ -85,6 +85,7 @@ class _FenceOnAssign(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.service.lock:
+            await self.service.finish_inflight(revoked)  # each transaction commits or aborts first
             await self.service.close_producers(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
@@ -103,6 +104,12 @@ class HubService:
     consumers of the outputs read with ``isolation_level=read_committed``. A crash before the
     commit aborts the transaction: the batch is read again from the committed offset, and its
     earlier outputs were never visible. The pipeline itself stays pure; only this loop knows Kafka.
+
+    Partitions do not wait for each other: a partition's batch runs as its own task while the
+    partition is paused, so the next fetch serves the other partitions and one partition's commit
+    (several broker round trips) never delays another's records. Within a partition, batches stay
+    strictly one after the other (paused until its transaction ended), which keeps the order per
+    melding and the offset bookkeeping of one transactional id per partition.
     """
 
     def __init__(self, settings: HubSettings, pipeline: Pipeline, known_topics: set[str] | None = None) -> None:
@@ -116,6 +123,8 @@ class HubService:
         self.producers: dict[TopicPartition, AIOKafkaProducer] = {}
         self.known_topics = set(known_topics or ())
         self.consumer: AIOKafkaConsumer | None = None
+        self.inflight: dict[TopicPartition, asyncio.Task[None]] = {}
+        """Per partition, the batch being processed and committed (the partition is paused)."""
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -140,6 +149,7 @@ class HubService:
                 acks="all",
                 max_request_size=s.topic_max_message_bytes + 256 * 1024,
                 linger_ms=5,
+                retry_backoff_ms=s.producer_retry_backoff_ms,
             )
             await producer.start()  # InitProducerId: fences a zombie with the same id
             self.producers[tp] = producer
@@ -173,6 +183,7 @@ class HubService:
             heartbeat_interval_ms=max(s.session_timeout_ms // 3, 1000),
             max_partition_fetch_bytes=s.topic_max_message_bytes + 64 * 1024,
             fetch_max_bytes=max(52428800, s.topic_max_message_bytes * 2),
+            fetch_max_wait_ms=s.fetch_max_wait_ms,
         )
         await consumer.start()
         try:
@@ -182,6 +193,7 @@ class HubService:
             )
             await self._loop(consumer)
         finally:
+            await self.finish_inflight()
             await consumer.stop()  # leaves the group: revokes, which closes the producers
             await self.close_producers()
             log.info("hub.stopped", processed=self.processed)
@@ -191,12 +203,27 @@ class HubService:
             batches = await consumer.getmany(timeout_ms=500, max_records=self.settings.batch_size)
             if not batches:
                 continue
-            started = time.perf_counter()
             async with self.lock:
-                batches = await self._current(consumer, batches, self.floor)
-                if batches:
-                    await self._handle(batches)
-                    metrics.record_batch(sum(map(len, batches.values())), time.perf_counter() - started)
+                for tp, records in (await self._current(consumer, batches, self.floor)).items():
+                    consumer.pause(tp)  # its next batch waits until this one's transaction ended
+                    self.inflight[tp] = asyncio.create_task(self._partition_batch(tp, records))
+
+    async def finish_inflight(self, tps: set[TopicPartition] | None = None) -> None:
+        """Wait until the batches in progress (of ``tps``, or all) have committed or aborted."""
+        tasks = [t for tp, t in list(self.inflight.items()) if tps is None or tp in tps]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _partition_batch(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        started = time.perf_counter()
+        try:
+            await self._handle({tp: records})
+            metrics.record_batch(len(records), time.perf_counter() - started)
+        finally:
+            self.inflight.pop(tp, None)
+            consumer = self.consumer
+            if consumer is not None and tp in consumer.assignment():
+                consumer.resume(tp)
 
     @staticmethod
     async def _current(
@@ -226,12 +253,12 @@ class HubService:
     async def _handle(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         # The stages are CPU-bound (SHACL): run them off the event loop so heartbeats continue.
         outcomes = await asyncio.to_thread(self._process_all, batches)
-        await self._ensure_output_topics(
-            t.topic for outs in outcomes.values() for o in outs for t in (o.output, *o.extra)
-        )
-        results = await asyncio.gather(
-            *(self._commit_partition(tp, batches[tp], outcomes[tp]) for tp in batches), return_exceptions=True
-        )
+
+        async def commit(tp: TopicPartition) -> None:
+            await self._ensure_output_topics(t.topic for o in outcomes[tp] for t in (o.output, *o.extra))
+            await self._commit_partition(tp, batches[tp], outcomes[tp])
+
+        results = await asyncio.gather(*(commit(tp) for tp in batches), return_exceptions=True)
         for tp, result in zip(batches, results, strict=True):
             if isinstance(result, BaseException):
                 # Aborted: nothing of this batch is visible downstream. Start over from the

@@ -30,6 +30,13 @@ class HubSettings(BaseSettings):
     replication_factor: int = 1
     create_topics: bool = True
     batch_size: int = 200
+    fetch_max_wait_ms: int = 25
+    """How long the broker may hold a fetch with no new records. A partition resumes after its
+    transaction while a fetch for the others is outstanding; this bounds how long it waits."""
+    producer_retry_backoff_ms: int = 10
+    """Back-off of the transactional producers' retries. Right after a commit the coordinator
+    answers the next transaction with CONCURRENT_TRANSACTIONS until its markers are written; the
+    client default (100 ms) made that a 100 ms stall per partition (measured in bench/)."""
     session_timeout_ms: int = 10000
     """How long a silent worker keeps its partitions; the broker's minimum is 6000 by default."""
     log_level: str = "INFO"
