@@ -55,3 +55,27 @@ def test_an_anonymous_melding_needs_no_key_record() -> None:
     item = DemoFeed(registry, index, seed=4).valid(anonymous=True)
     outcome = pipeline.process(Record(item.value, item.key, item.headers, INBOUND, 0, 0))
     assert not outcome.dead_lettered and outcome.extra == ()
+
+
+def test_the_shapes_know_the_encrypted_melder_and_refuse_a_broken_ciphertext() -> None:
+    """``versleuteld`` is a term of the hub's context and a checked property of the Persoon shape:
+    without the term JSON-LD processing would silently drop it from the RDF."""
+    from hub.validation import make_validator
+
+    registry = Registry.load()
+    feed = DemoFeed(registry, MunicipalityIndex.load(), seed=11)
+    item = feed.valid(category="zwerfvuil", nis="34022", anonymous=False)
+    protected = privacy.protect(json.loads(item.value), item.melding_id, "imog", privacy.KeyRing(os.urandom(32)))["melding"]
+    broken = json.loads(json.dumps(protected))
+    broken["melder"]["versleuteld"] = "mh1.not-base64!"
+    twice = json.loads(json.dumps(protected))
+    other = privacy.protect(json.loads(item.value), item.melding_id, "imog", privacy.KeyRing(os.urandom(32)))["melding"]
+    twice["melder"]["versleuteld"] = [protected["melder"]["versleuteld"], other["melder"]["versleuteld"]]
+    for engine in ("compiled", "pyshacl"):
+        validator = make_validator(engine)
+        assert validator.validate(protected).conforms, engine
+        for bad, component in ((broken, "PatternConstraintComponent"), (twice, "MaxCountConstraintComponent")):
+            result = validator.validate(bad)
+            assert not result.conforms, engine
+            (v,) = result.violations
+            assert v.path == privacy.PROTECTED_IRI and v.component.endswith(component), (engine, v)
