@@ -275,38 +275,22 @@ class Child:
 
 
 def passthrough(bootstrap: str, src: str, dst: str, group: str, mode: str, log_path: Path) -> Child:
+    """``mode``: ``transactional`` (the hub's loop), ``coupled`` (its earlier loop) or ``plain``."""
     argv = [sys.executable, "-m", "bench._passthrough", "--bootstrap", bootstrap, "--src", src, "--dst", dst,
-            "--group", group, "--mode", mode]  # fmt: skip
+            "--group", group, "--mode", "plain" if mode == "plain" else "transactional"]  # fmt: skip
+    if mode == "coupled":
+        argv.append("--coupled")
     return Child(argv, log_path)
 
 
-# The one-line change the validation benchmark proposes for hub.pipeline.validate — give the
-# validator the decoded dict instead of an rdflib graph — applied to this child process only.
-_DICT_TO_VALIDATOR = (
-    "import sys, hub.pipeline as p; p.to_graph = lambda doc: doc; from hub.cli import main; "
-    "sys.argv[0] = 'meldhub'; sys.exit(main())"
-)
-
-
-def start_hub(bootstrap: str, group: str, validator: str, log_path: Path, *, dict_to_validator: bool = False) -> Any:
+def start_hub(bootstrap: str, group: str, validator: str, log_path: Path) -> Any:
     """``meldhub hub run`` (``hub.demo_run.HubProcess``) with ``MELDHUB_VALIDATOR=validator``,
-    returned once it owns the inbound partitions. ``dict_to_validator``: the what-if variant
-    (see ``_DICT_TO_VALIDATOR``), started the same way but through ``python -c``."""
+    returned once it owns the inbound partitions."""
     from hub.demo_run import HubProcess
 
     env = {"MELDHUB_VALIDATOR": validator, "MELDHUB_PARTITIONS": "3"}
     process = HubProcess(bootstrap, log_path, "--group-id", group, env=env)
-    if dict_to_validator:
-        import hub.demo_run as demo_run
-
-        original = demo_run.meldhub_executable
-        demo_run.meldhub_executable = lambda: [sys.executable, "-c", _DICT_TO_VALIDATOR]  # type: ignore[assignment]
-        try:
-            process.start(timeout=120)
-        finally:
-            demo_run.meldhub_executable = original  # type: ignore[assignment]
-    else:
-        process.start(timeout=120)
+    process.start(timeout=120)
     deadline = time.monotonic() + 60
     while '"hub.partitions_assigned"' not in log_path.read_text(encoding="utf-8", errors="replace"):
         if time.monotonic() > deadline or (process.proc is not None and process.proc.poll() is not None):

@@ -3,11 +3,14 @@
     python -m bench._passthrough --bootstrap HOST:PORT --src IN --dst OUT --group G \
         [--mode transactional|plain] [--batch 200]
 
-``transactional`` does what ``hub.service.HubService`` does around the pipeline: a consumer
-(read_committed, same fetch sizes), ``getmany`` batches of up to ``--batch`` records, one
-transactional producer per input partition (``acks=all``, idempotent, ``linger_ms=5``), each
-partition's outputs and offset in one transaction, partitions committed concurrently. ``plain``
-is the at-least-once loop of the hub's first version: one idempotent producer, wait for all
+``transactional`` does what ``hub.service.HubService`` does around the pipeline, with the same
+client settings (``hub.settings.HubSettings``): a consumer (read_committed, same fetch sizes and
+fetch wait), ``getmany`` batches of up to ``--batch`` records, one transactional producer per
+input partition (``acks=all``, idempotent, ``linger_ms=5``, the hub's retry back-off), each
+partition's batch in its own task with the partition paused until its transaction (outputs and
+offset) ended. ``--coupled`` is the hub's earlier loop for comparison: all partitions of a batch
+committed together before the next fetch, client default back-off and fetch wait. ``plain`` is
+the at-least-once loop of the hub's first version: one idempotent producer, wait for all
 acknowledgements, then commit the offsets. The value, key and headers go out unchanged, so
 message sizes are the input's. Stops on SIGTERM.
 """
@@ -30,7 +33,10 @@ class _Listener(ConsumerRebalanceListener):
         self.loop = loop
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        async with self.loop.lock:  # waits for the batch in progress, as the hub does
+        async with self.loop.lock:  # waits for the batches in progress, as the hub does
+            await asyncio.gather(
+                *(t for tp, t in list(self.loop.inflight.items()) if tp in revoked), return_exceptions=True
+            )
             for tp in revoked:
                 producer = self.loop.producers.pop(tp, None)
                 if producer is not None:
@@ -48,10 +54,16 @@ class _Listener(ConsumerRebalanceListener):
 class Passthrough:
     def __init__(self, args: argparse.Namespace) -> None:
         self.bootstrap, self.src, self.dst, self.group = args.bootstrap, args.src, args.dst, args.group
-        self.mode, self.batch = args.mode, args.batch
+        self.mode, self.batch, self.coupled = args.mode, args.batch, args.coupled
         self.stopping = asyncio.Event()
         self.lock = asyncio.Lock()
         self.producers: dict[TopicPartition, AIOKafkaProducer] = {}
+        self.inflight: dict[TopicPartition, asyncio.Task[None]] = {}
+        from hub.settings import HubSettings
+
+        hub = HubSettings()
+        self.fetch_max_wait_ms = 500 if self.coupled else hub.fetch_max_wait_ms
+        self.retry_backoff_ms = 100 if self.coupled else hub.producer_retry_backoff_ms
 
     def _producer(self, transactional_id: str | None) -> AIOKafkaProducer:
         return AIOKafkaProducer(
@@ -61,6 +73,7 @@ class Passthrough:
             acks="all",
             max_request_size=MAX_BYTES + 256 * 1024,
             linger_ms=5,
+            retry_backoff_ms=self.retry_backoff_ms,
         )
 
     async def producer_for(self, tp: TopicPartition) -> AIOKafkaProducer:
@@ -83,6 +96,7 @@ class Passthrough:
             isolation_level="read_committed",
             max_partition_fetch_bytes=MAX_BYTES + 64 * 1024,
             fetch_max_bytes=52428800,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
         )
         plain = self._producer(None) if self.mode == "plain" else None
         if plain is not None:
@@ -96,8 +110,14 @@ class Passthrough:
                 if not batches:
                     continue
                 async with self.lock:
-                    await self._handle(consumer, plain, batches)
+                    if plain is None and not self.coupled:
+                        for tp, records in batches.items():
+                            consumer.pause(tp)
+                            self.inflight[tp] = asyncio.create_task(self._partition(consumer, tp, records))
+                    else:
+                        await self._handle(consumer, plain, batches)
         finally:
+            await asyncio.gather(*self.inflight.values(), return_exceptions=True)
             await consumer.stop()
             for producer in [*self.producers.values(), *([plain] if plain else [])]:
                 with contextlib.suppress(Exception):
@@ -114,6 +134,14 @@ class Passthrough:
             await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
         else:
             await asyncio.gather(*(self._commit(tp, records) for tp, records in batches.items()))
+
+    async def _partition(self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: list) -> None:
+        try:
+            await self._commit(tp, records)
+        finally:
+            self.inflight.pop(tp, None)
+            if tp in consumer.assignment():
+                consumer.resume(tp)
 
     async def _commit(self, tp: TopicPartition, records: list) -> None:
         producer = await self.producer_for(tp)
@@ -133,6 +161,7 @@ def main() -> None:
     p.add_argument("--group", required=True)
     p.add_argument("--mode", choices=("transactional", "plain"), default="transactional")
     p.add_argument("--batch", type=int, default=200)
+    p.add_argument("--coupled", action="store_true", help="the hub's earlier loop (see the module doc)")
     asyncio.run(Passthrough(p.parse_args()).run())
 
 

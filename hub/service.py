@@ -1,4 +1,10 @@
-"""The Kafka loop around :class:`hub.pipeline.Pipeline`: consume, process, produce, commit.
+"""The hub's Kafka loop: consume, process, produce, commit — exactly once.
+
+:class:`TransactionalLoop` is the one loop of every hub stage: the route stage
+(:class:`HubService` around :class:`hub.pipeline.Pipeline`, ``meldhub hub run``) and the status
+stage (:class:`hub.status_service.StatusService`, ``meldhub hub status-run``). A stage only says
+which topics it reads, how it turns one record into its outputs (a pure function) and how it logs
+and counts the result.
 
 Delivery guarantee: exactly once for consumers that read with ``read_committed``. Outputs and
 the consumed offsets are written in one Kafka transaction per input partition and batch
@@ -12,6 +18,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Iterable
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -27,6 +34,13 @@ from hub.validation import make_validator
 from hub.kafka_auth import client_kwargs
 
 log = logs.get_logger("hub.service")
+
+
+class StageOutcome(Protocol):
+    """What a stage returns per record: the record to produce and any that go with it."""
+
+    output: Any  # hub.pipeline.Output
+    extra: tuple[Any, ...]
 
 RETRY_DELAY_S = 2.0
 
@@ -80,7 +94,7 @@ class _FenceOnAssign(ConsumerRebalanceListener):
     after it (nothing lost). aiokafka has no KIP-447, hence one transactional id per partition.
     """
 
-    def __init__(self, service: HubService) -> None:
+    def __init__(self, service: TransactionalLoop) -> None:
         self.service = service
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -93,10 +107,13 @@ class _FenceOnAssign(ConsumerRebalanceListener):
             for tp in sorted(assigned):
                 await self.service.producer_for(tp)
                 await self.service.seek_to_committed(tp)
-        log.info("hub.partitions_assigned", partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in assigned))
+        log.info(
+            f"{self.service.name}.partitions_assigned",
+            partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in assigned),
+        )
 
 
-class HubService:
+class TransactionalLoop:
     """Consume → process → produce, exactly once, one Kafka transaction per partition batch.
 
     For each input partition of a batch the outputs (owner topic or dead letter) and the
@@ -112,9 +129,12 @@ class HubService:
     melding and the offset bookkeeping of one transactional id per partition.
     """
 
-    def __init__(self, settings: HubSettings, pipeline: Pipeline, known_topics: set[str] | None = None) -> None:
+    name = "loop"
+    """Prefix of the loop's log events (``<name>.ready``, ``<name>.partitions_assigned``, …)."""
+    input_topics: tuple[str, ...] = ()
+
+    def __init__(self, settings: HubSettings, known_topics: set[str] | None = None) -> None:
         self.settings = settings
-        self.pipeline = pipeline
         self.stopping = asyncio.Event()
         self.lock = asyncio.Lock()
         self.floor: dict[TopicPartition, int] = {}
@@ -132,8 +152,20 @@ class HubService:
             loop.add_signal_handler(sig, self.stop)
 
     def stop(self) -> None:
-        log.info("hub.stopping")
+        log.info(f"{self.name}.stopping")
         self.stopping.set()
+
+    # --- what a stage defines ----------------------------------------------------------------
+
+    def process(self, record: Record) -> Any:
+        """One consumed record → its outcome (a :class:`StageOutcome`); pure, never raises."""
+        raise NotImplementedError
+
+    def log_outcome(self, outcome: Any, partition: int, offset: int) -> None:
+        """Log one committed outcome (no personal data); ``partition``/``offset`` of its output."""
+
+    def count(self, outcome: Any) -> None:
+        """Count one committed outcome in the metrics."""
 
     def transactional_id(self, tp: TopicPartition) -> str:
         return f"{self.settings.group_id}.{tp.topic}.{tp.partition}"
@@ -187,16 +219,19 @@ class HubService:
         )
         await consumer.start()
         try:
-            consumer.subscribe([INBOUND, REFUSALS], listener=_FenceOnAssign(self))
+            consumer.subscribe(list(self.input_topics), listener=_FenceOnAssign(self))
             log.info(
-                "hub.ready", bootstrap_servers=s.bootstrap_servers, group_id=s.group_id, topics=[INBOUND, REFUSALS]
+                f"{self.name}.ready",
+                bootstrap_servers=s.bootstrap_servers,
+                group_id=s.group_id,
+                topics=list(self.input_topics),
             )
             await self._loop(consumer)
         finally:
             await self.finish_inflight()
             await consumer.stop()  # leaves the group: revokes, which closes the producers
             await self.close_producers()
-            log.info("hub.stopped", processed=self.processed)
+            log.info(f"{self.name}.stopped", processed=self.processed)
 
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
         while not self.stopping.is_set():
@@ -264,7 +299,7 @@ class HubService:
                 # Aborted: nothing of this batch is visible downstream. Start over from the
                 # committed offset with a fresh producer (re-fencing is harmless if we still own it).
                 log.warning(
-                    "hub.transaction_aborted",
+                    f"{self.name}.transaction_aborted",
                     partition=f"{tp.topic}/{tp.partition}",
                     error=type(result).__name__,
                     detail=str(result)[:300],
@@ -277,7 +312,7 @@ class HubService:
                 await asyncio.sleep(RETRY_DELAY_S)
 
     async def _commit_partition(
-        self, tp: TopicPartition, records: list[ConsumerRecord], outcomes: list[Outcome]
+        self, tp: TopicPartition, records: list[ConsumerRecord], outcomes: list[Any]
     ) -> None:
         producer = await self.producer_for(tp)
         with metrics.time_stage("commit"):
@@ -291,8 +326,8 @@ class HubService:
                 await producer.send_offsets_to_transaction({tp: records[-1].offset + 1}, self.settings.group_id)
         acks = await asyncio.gather(*pending)
         for outcome, meta in zip(outcomes, acks, strict=True):
-            self._log(outcome, meta.partition, meta.offset)
-            metrics.record_outcome(outcome)
+            self.log_outcome(outcome, meta.partition, meta.offset)
+            self.count(outcome)
         self.processed += len(outcomes)
 
     async def _ensure_output_topics(self, topics: Iterable[str]) -> None:
@@ -304,17 +339,31 @@ class HubService:
             await ensure_topics(s.bootstrap_servers, missing, s.partitions, s.replication_factor)
             self.known_topics.update(missing)
 
-    def _process_all(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> dict[TopicPartition, list[Outcome]]:
-        return {tp: [self._process_one(r) for r in records] for tp, records in batches.items()}
+    def _process_all(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> dict[TopicPartition, list[Any]]:
+        return {tp: [self.process(record_of(r)) for r in records] for tp, records in batches.items()}
 
-    def _process_one(self, record: ConsumerRecord) -> Outcome:
+
+class HubService(TransactionalLoop):
+    """The route stage: ``meldingen.inbound`` and ``meldingen.refusals`` → owner topics, triage,
+    dead letters (:class:`hub.pipeline.Pipeline`)."""
+
+    name = "hub"
+    input_topics = (INBOUND, REFUSALS)
+
+    def __init__(self, settings: HubSettings, pipeline: Pipeline, known_topics: set[str] | None = None) -> None:
+        super().__init__(settings, known_topics)
+        self.pipeline = pipeline
+
+    def process(self, record: Record) -> Outcome:
         started = time.perf_counter()
-        outcome = self.pipeline.process(_record(record))
+        outcome = self.pipeline.process(record)
         metrics.observe_stage("pipeline", time.perf_counter() - started)
         return outcome
 
-    @staticmethod
-    def _log(outcome: Outcome, partition: int, offset: int) -> None:
+    def count(self, outcome: Outcome) -> None:
+        metrics.record_outcome(outcome)
+
+    def log_outcome(self, outcome: Outcome, partition: int, offset: int) -> None:
         with logs.bind_melding(outcome.melding_id):
             if outcome.dead_lettered:
                 log.warning(
@@ -353,7 +402,8 @@ class HubService:
                 )
 
 
-def _record(r: ConsumerRecord) -> Record:
+def record_of(r: ConsumerRecord) -> Record:
+    """A consumed aiokafka record as the pure stages' :class:`hub.pipeline.Record`."""
     return Record(
         value=r.value,
         key=r.key,

@@ -21,7 +21,7 @@ Three things live here, all without I/O:
    ``meldingen.status.<source>``, where ``source`` is the channel adapter the melding came
    from (the ``source`` header travels inbound → owner topic → status event). Every record
    yields exactly one output: the forwarded event or a dead letter (``hub.pipeline.dead_letter``).
-   The Kafka loop around it is :mod:`hub.status_service`.
+   The Kafka loop around it is :mod:`hub.status_service` (the hub's transactional loop).
 """
 
 from __future__ import annotations
@@ -418,6 +418,8 @@ class StatusOutcome:
     change: StatusChange | None = None
     error_class: str | None = None
     reason: str | None = None
+    extra: tuple[Output, ...] = ()
+    """Nothing goes along with a status event (the loop's outcome protocol asks for it)."""
 
     @property
     def dead_lettered(self) -> bool:

@@ -1,35 +1,34 @@
-"""The Kafka loop around :class:`hub.status.StatusStage`: ``meldingen.status`` → ``meldingen.status.<source>``.
+"""The status stage on Kafka: ``meldingen.status`` → ``meldingen.status.<source>``, exactly once.
 
-Same shape and guarantees as :mod:`hub.service`: ``getmany`` a batch, run the (CPU-bound,
-SHACL) stage in a worker thread, produce every output with an idempotent producer
-(``acks=all``), wait for all acknowledgements, then commit. At least once; order per melding
-(key) kept; a bad event never stops the loop (it becomes a dead letter).
+:class:`StatusService` is the hub's transactional loop (:class:`hub.service.TransactionalLoop`)
+around the pure :class:`hub.status.StatusStage`: per input partition batch one Kafka transaction
+holds the forwarded events (or dead letters) and the consumed offsets, consumers read with
+``read_committed``; order per melding (key) kept; a bad event never stops the loop (it becomes a
+dead letter). Workers of one consumer group share the partitions, as the route stage's do.
 
 A channel's status topic is created the first time a status for it passes (the broker runs
 with ``auto.create.topics.enable=false``); ``--no-create-topics`` leaves that to operators, and a
-missing topic then holds the batch (retried and logged) instead of losing it.
+missing topic then aborts the batch's transaction and retries it (logged) instead of losing it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import signal
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.structs import ConsumerRecord
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub import logs
 from hub.kafka_admin import ensure_topics
 from hub.pipeline import Record
+from hub.service import TransactionalLoop, record_of
+from hub.settings import HubSettings
 from hub.status import StatusOutcome, StatusStage
-from hub.topics import DEADLETTER, STATUS, STATUS_PREFIX
-from hub.kafka_auth import client_kwargs
+from hub.topics import DEADLETTER, STATUS
 
 log = logs.get_logger("hub.status")
 
-RETRY_DELAY_S = 2.0
+__all__ = ["StatusService", "StatusSettings", "record_of", "serve"]
 
 
 class StatusSettings(BaseSettings):
@@ -40,6 +39,7 @@ class StatusSettings(BaseSettings):
         validation_alias=AliasChoices("MELDHUB_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS", "bootstrap_servers"),
     )
     group_id: str = "meldingen-hub-status"
+    """Also the prefix of the stage's transactional ids (one per input partition)."""
     create_topics: bool = True
     partitions: int = Field(default=3, validation_alias=AliasChoices("MELDHUB_PARTITIONS", "partitions"))
     replication_factor: int = 1
@@ -48,96 +48,33 @@ class StatusSettings(BaseSettings):
     shacl: bool = True
     """Validate every event against the hub's Meldingstatus shape (off: the compact-form check only)."""
 
-
-class StatusService:
-    def __init__(self, settings: StatusSettings, stage: StatusStage) -> None:
-        self.settings = settings
-        self.stage = stage
-        self.stopping = asyncio.Event()
-        self.processed = 0
-        self._topics: set[str] = set()
-
-    def install_signal_handlers(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop)
-
-    def stop(self) -> None:
-        log.info("status.stopping")
-        self.stopping.set()
-
-    async def run(self) -> None:
-        s = self.settings
-        consumer = AIOKafkaConsumer(
-            STATUS,
-            bootstrap_servers=s.bootstrap_servers, **client_kwargs(),
-            group_id=s.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
+    def loop_settings(self) -> HubSettings:
+        """The transactional loop's settings (client tuning as the route stage's)."""
+        return HubSettings(
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=self.group_id,
+            create_topics=self.create_topics,
+            partitions=self.partitions,
+            replication_factor=self.replication_factor,
+            batch_size=self.batch_size,
+            log_level=self.log_level,
         )
-        producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, **client_kwargs(), acks="all", enable_idempotence=True, linger_ms=5)
-        await producer.start()
-        try:
-            await consumer.start()
-            try:
-                log.info("status.ready", bootstrap_servers=s.bootstrap_servers, group_id=s.group_id, topic=STATUS)
-                await self._loop(consumer, producer)
-            finally:
-                await consumer.stop()
-        finally:
-            await producer.stop()
-            log.info("status.stopped", processed=self.processed)
 
-    async def _loop(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
-        while not self.stopping.is_set():
-            batches = await consumer.getmany(timeout_ms=500, max_records=self.settings.batch_size)
-            if not batches:
-                continue
-            try:
-                await self._handle(consumer, producer, batches)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # broker trouble: redo the batch
-                log.warning("status.batch_failed", error=type(exc).__name__, detail=str(exc)[:300])
-                for tp, records in batches.items():
-                    consumer.seek(tp, records[0].offset)
-                await asyncio.sleep(RETRY_DELAY_S)
 
-    async def _handle(
-        self,
-        consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
-        batches: dict[TopicPartition, list[ConsumerRecord]],
-    ) -> None:
-        outcomes = await asyncio.to_thread(self._process_all, batches)
-        await self._ensure_topics({o.output.topic for o in outcomes})
-        pending = []
-        for outcome in outcomes:
-            out = outcome.output
-            pending.append(await producer.send(out.topic, value=out.value, key=out.key, headers=list(out.headers)))
-        acks = await asyncio.gather(*pending)
-        for outcome, meta in zip(outcomes, acks, strict=True):
-            self._log(outcome, meta.partition, meta.offset)
-        await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
-        self.processed += len(outcomes)
+class StatusService(TransactionalLoop):
+    """The status stage: checked status events to the channel the melding came from."""
 
-    async def _ensure_topics(self, topics: set[str]) -> None:
-        new = {t for t in topics if t.startswith(STATUS_PREFIX) and t not in self._topics}
-        if new and self.settings.create_topics:
-            await ensure_topics(
-                self.settings.bootstrap_servers,
-                sorted(new),
-                partitions=self.settings.partitions,
-                replication_factor=self.settings.replication_factor,
-            )
-        self._topics |= new
+    name = "status"
+    input_topics = (STATUS,)
 
-    def _process_all(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> list[StatusOutcome]:
-        return [self.stage.process(record_of(r)) for records in batches.values() for r in records]
+    def __init__(self, settings: StatusSettings, stage: StatusStage) -> None:
+        super().__init__(settings.loop_settings(), {STATUS, DEADLETTER})
+        self.stage = stage
 
-    @staticmethod
-    def _log(outcome: StatusOutcome, partition: int, offset: int) -> None:
+    def process(self, record: Record) -> StatusOutcome:
+        return self.stage.process(record)
+
+    def log_outcome(self, outcome: StatusOutcome, partition: int, offset: int) -> None:
         with logs.bind_melding(outcome.melding_id):
             if outcome.dead_lettered:
                 log.warning(
@@ -159,18 +96,6 @@ class StatusService:
                 )
 
 
-def record_of(r: ConsumerRecord) -> Record:
-    """A consumed aiokafka record as the pure stages' :class:`hub.pipeline.Record`."""
-    return Record(
-        value=r.value,
-        key=r.key,
-        headers=tuple((k, v if v is not None else b"") for k, v in (r.headers or ())),
-        topic=r.topic,
-        partition=r.partition,
-        offset=r.offset,
-    )
-
-
 async def serve(settings: StatusSettings) -> None:
     """Entry point of ``meldhub hub status-run``."""
     validator = None
@@ -179,8 +104,6 @@ async def serve(settings: StatusSettings) -> None:
 
         validator = make_validator("pyshacl")
     if settings.create_topics:
-        from hub.settings import HubSettings
-
         # the dead-letter topic with the hub's own size limit, whoever creates it first
         big = {"max.message.bytes": str(HubSettings().topic_max_message_bytes)}
         await ensure_topics(
@@ -193,3 +116,7 @@ async def serve(settings: StatusSettings) -> None:
     service = StatusService(settings, StatusStage(validator))
     service.install_signal_handlers()
     await service.run()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    asyncio.run(serve(StatusSettings()))
