@@ -22,7 +22,8 @@ from hub.demo import DemoFeed, FeedItem
 from hub.geo import MunicipalityIndex
 from hub.kafka_io import Delivered, collect, produce
 from hub.registry import Registry
-from hub.topics import DEADLETTER, INBOUND, Header, authority_topic
+from hub.refusal import parse_history, refusal_output
+from hub.topics import DEADLETTER, INBOUND, REFUSALS, TRIAGE, Header, authority_topic
 
 
 def meldhub_executable() -> list[str]:
@@ -135,6 +136,56 @@ def report(items: list[FeedItem], delivered: list[Delivered], registry: Registry
     return not missing and not doubled
 
 
+def refusal_round(bootstrap: str, delivered: list[Delivered], registry: Registry, console: Console) -> bool:
+    """A few owners answer "not ours": where did those meldingen go next? True when each refused
+    melding arrived exactly once at its next owner or on the triage topic."""
+    routed = [d for d in delivered if d.topic != DEADLETTER]
+    # a specialist (a layer or intercommunale rule: the municipality is the next candidate) ...
+    specialists: dict[str, Delivered] = {}
+    for d in routed:
+        if d.headers.get(Header.RULE_ID) != "default-municipality":
+            specialists.setdefault(d.headers.get(Header.AUTHORITY, ""), d)  # one per owner: variety
+    picks = list(specialists.values())[:3]
+    # ... and a municipality, after which no candidate is left: triage
+    picks += [d for d in routed if d.headers.get(Header.RULE_ID) == "default-municipality"][:1]
+    if not picks:
+        return True
+    reasons = {
+        "awv": "Gemeenteweg naast de gewestweg: niet voor AWV",
+        "imog": "Sluikstort op privéterrein: bevoegdheid van de gemeente",
+    }
+    records = []
+    for d in picks:
+        by = d.headers[Header.AUTHORITY]
+        reason = reasons.get(by, f"Niet voor {by}: hoort bij een andere beheerder")
+        headers = [(k, v.encode("utf-8")) for k, v in d.headers.items()]
+        _, key, value, out_headers = refusal_output(d.value or b"", headers, by, reason)
+        records.append((key, value, out_headers))
+    asyncio.run(produce(bootstrap, REFUSALS, records))
+    wanted = {d.melding_id for d in picks if d.melding_id}
+    topics = [TRIAGE, *(authority_topic(a.id) for a in registry.authorities)]
+    after = [
+        d for d in asyncio.run(collect(bootstrap, topics, wanted, timeout=60, settle=1))
+        if Header.ROUTE_HISTORY in d.headers
+    ]
+    names = {authority_topic(a.id): a.name for a in registry.authorities} | {TRIAGE: "regionale triage"}
+    table = Table(title=f"Refused by their owner ({REFUSALS}) and sent on", title_justify="left")
+    for col in ("melding", "refused by", "reason", "now on", "handler"):
+        table.add_column(col)
+    for d in after:
+        hop = parse_history(d.headers[Header.ROUTE_HISTORY])[-1]
+        table.add_row((d.melding_id or "?")[:8], hop.authority, hop.reason[:60], d.topic, names.get(d.topic, "?"))
+    console.print(table)
+    counts = Counter(d.melding_id for d in after)
+    once = all(counts[m] == 1 for m in wanted)
+    console.print(
+        f"refused {len(picks)} meldingen: {sum(d.topic != TRIAGE for d in after)} to the next candidate, "
+        f"{sum(d.topic == TRIAGE for d in after)} to triage, "
+        f"{sum(1 for m in wanted if counts[m] == 0)} unaccounted for, {sum(1 for m in wanted if counts[m] > 1)} more than once"
+    )
+    return once
+
+
 def run_demo(count: int, workdir: Path, port: int | None, seed: int | None) -> bool:
     from hub.kafka_local import LocalKafka, free_port
 
@@ -144,21 +195,23 @@ def run_demo(count: int, workdir: Path, port: int | None, seed: int | None) -> b
     feed = DemoFeed(registry, MunicipalityIndex.load(), seed=seed if seed is not None else time.time_ns())
     items = feed.feed(count) + feed.on_layers(registry)
     kafka = LocalKafka(workdir=workdir / "kafka", port=port or free_port())
-    console.print(f"[bold]1/4[/] starting Apache Kafka (local JVM broker, work dir {kafka.workdir}) …")
+    console.print(f"[bold]1/5[/] starting Apache Kafka (local JVM broker, work dir {kafka.workdir}) …")
     started_kafka = not kafka.is_running()
     bootstrap = kafka.up()
     hub = HubProcess(bootstrap, workdir / "hub.log")
     try:
-        console.print(f"[bold]2/4[/] starting the hub: meldhub hub run --bootstrap-servers {bootstrap} …")
+        console.print(f"[bold]2/5[/] starting the hub: meldhub hub run --bootstrap-servers {bootstrap} …")
         hub.start()
         broken = sum(1 for i in items if i.kind != "valid")
-        console.print(f"[bold]3/4[/] feeding {len(items)} meldingen ({len(items) - broken} valid, "
+        console.print(f"[bold]3/5[/] feeding {len(items)} meldingen ({len(items) - broken} valid, "
                       f"{broken} broken on purpose) to {INBOUND} …")
         asyncio.run(produce(bootstrap, INBOUND, ((i.key, i.value, i.headers) for i in items)))
         topics = [DEADLETTER, *(authority_topic(a.id) for a in registry.authorities)]
-        console.print("[bold]4/4[/] reading every destination topic back …")
+        console.print("[bold]4/5[/] reading every destination topic back …")
         delivered = asyncio.run(collect(bootstrap, topics, {i.melding_id for i in items}, timeout=120))
         ok = report(items, delivered, registry, console)
+        console.print(f"[bold]5/5[/] some owners answer 'not ours' on {REFUSALS} …")
+        ok = refusal_round(bootstrap, delivered, registry, console) and ok
         console.print(f"hub log (JSON lines, no personal data): {hub.log_path}")
         return ok
     finally:
