@@ -130,6 +130,12 @@ class Config(AdapterConfig):
     same value from the same client returns the first request instead of making a second melding."""
 
     max_request_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    rate_limit_submit: str = "60/minute"
+    """Submissions (POST requests, POST servicerequestupdates) per api_key (client)."""
+    rate_limit_read: str = "600/minute"
+    """GET requests per peer address (the spec allows anonymous reads)."""
+    rate_limit_auth_failures: str = "20/hour"
+    """Invalid api_keys per peer address before that address is answered 429 at once."""
     max_description_chars: int = 4000
     max_span_days: int = 90
     max_results: int = 1000
@@ -140,6 +146,14 @@ class Config(AdapterConfig):
 
     status_map: dict[str, Open311Status] = Field(default_factory=lambda: dict(DEFAULT_STATUS_MAP))
     extended_to_oslo: dict[str, str | None] = Field(default_factory=lambda: dict(DEFAULT_EXTENDED_TO_OSLO))
+
+    @field_validator("rate_limit_submit", "rate_limit_read", "rate_limit_auth_failures")
+    @classmethod
+    def _rate_limit(cls, v: str) -> str:
+        from hub.ratelimit import parse_limit
+
+        parse_limit(v)  # ValueError with the accepted form
+        return v
 
     @field_validator("status_map")
     @classmethod

@@ -40,6 +40,7 @@ from adapters.open311.config import EXTENDED_STATUSES, Config
 from adapters.open311.store import Store
 from hub import logs
 from hub.jsonld import HUB_CONTEXT_IRI
+from hub.ratelimit import RateLimiter
 from hub.topics import JSONLD_CONTENT_TYPE, Header
 
 log = logs.get_logger("adapters.open311")
@@ -58,6 +59,10 @@ class PublishFailed(RuntimeError):
 def _respond(kind: str, payload: Any, fmt: str, status_code: int = 200) -> Response:
     body, media = t.render(kind, payload, fmt if fmt in t.FORMATS else "json")
     return Response(body, status_code=status_code, media_type=media)
+
+
+def _peer(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 def _fmt(request: Request) -> str:
@@ -82,6 +87,13 @@ class Open311App:
         self.store = store
         self.publish = publish
         self._keys = dict(api_keys)  # api key → client name
+        self.limiter = RateLimiter(
+            {
+                "submit": config.rate_limit_submit,
+                "read": config.rate_limit_read,
+                "auth-failure": config.rate_limit_auth_failures,
+            }
+        )
         self.shape_check = shape_check
         self.region_check = region_check
         self.clock = clock
@@ -89,13 +101,14 @@ class Open311App:
     # -- plumbing ---------------------------------------------------------------------------
     def app(self) -> Starlette:
         p = self.config.base_path
+        g = self._read_limited
         routes = [
-            Route(p + "/services.{fmt}", self.get_services, methods=["GET"]),
-            Route(p + "/services/{code}.{fmt}", self.get_service_definition, methods=["GET"]),
-            Route(p + "/requests.{fmt}", self.requests, methods=["GET", "POST"]),
-            Route(p + "/requests/{id}.{fmt}", self.get_request, methods=["GET"]),
-            Route(p + "/tokens/{token}.{fmt}", self.get_token, methods=["GET"]),
-            Route(p + "/servicerequestupdates.{fmt}", self.updates, methods=["GET", "POST"]),
+            Route(p + "/services.{fmt}", g(self.get_services), methods=["GET"]),
+            Route(p + "/services/{code}.{fmt}", g(self.get_service_definition), methods=["GET"]),
+            Route(p + "/requests.{fmt}", g(self.requests), methods=["GET", "POST"]),
+            Route(p + "/requests/{id}.{fmt}", g(self.get_request), methods=["GET"]),
+            Route(p + "/tokens/{token}.{fmt}", g(self.get_token), methods=["GET"]),
+            Route(p + "/servicerequestupdates.{fmt}", g(self.updates), methods=["GET", "POST"]),
         ]
         return Starlette(
             routes=routes,
@@ -105,7 +118,28 @@ class Open311App:
     async def _open311_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, t.Open311Error)
         fmt = request.path_params.get("fmt", "json")
-        return _respond("errors", exc.body(), fmt, exc.http_status)
+        response = _respond("errors", exc.body(), fmt, exc.http_status)
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+
+    def _read_limited(self, handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        """Every GET counts against the peer address's read limit (anonymous reads are allowed)."""
+
+        async def guarded(request: Request) -> Response:
+            if request.method == "GET":
+                self._limit("read", _peer(request), "requests from this address")
+            return await handler(request)
+
+        return guarded
+
+    def _limit(self, name: str, key: str, what: str) -> None:
+        verdict = self.limiter.hit(name, key)
+        if not verdict.allowed:
+            log.warning("open311.rate_limited", limit=name, retry_after_s=verdict.retry_after_s)
+            raise t.Open311Error(
+                429, f"too many {what}; retry after {verdict.retry_after_s} s", retry_after=verdict.retry_after_s
+            )
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -138,15 +172,22 @@ class Open311App:
         form.update(t.parse_form(body))
         return form
 
-    def _client(self, form: Mapping[str, list[str]], required: bool = True) -> str | None:
+    def _client(self, form: Mapping[str, list[str]], peer: str, required: bool = True) -> str | None:
+        """The client an ``api_key`` belongs to. Invalid keys count per peer address: after
+        ``rate_limit_auth_failures`` the address gets 429 before any key is even compared."""
         given = (form.get("api_key") or [""])[0]
         if not given:
             if required:
                 raise t.Open311Error(403, "api_key is required")
             return None
+        if not self.limiter.test("auth-failure", peer):
+            retry = self.limiter.retry_after("auth-failure", peer)
+            raise t.Open311Error(429, f"too many invalid api_keys from this address; retry after {retry} s", retry_after=retry)
         for key, client in self._keys.items():
             if hmac.compare_digest(key.encode(), given.encode()):
                 return client
+        self.limiter.hit("auth-failure", peer)
+        log.warning("open311.invalid_api_key")
         raise t.Open311Error(403, "invalid api_key")
 
     def _jurisdiction(self, params: Mapping[str, Any]) -> None:
@@ -176,8 +217,9 @@ class Open311App:
     async def post_request(self, request: Request) -> Response:
         fmt = _fmt(request)
         form = await self._form(request)
-        client = self._client(form)
+        client = self._client(form, _peer(request))
         assert client is not None
+        self._limit("submit", client, "submissions for this api_key")
         req = t.parse_new_request(form, self.config)
         if self.region_check is not None:
             problem = self.region_check(req.long, req.lat)
@@ -251,7 +293,7 @@ class Open311App:
         q = request.query_params
         self._jurisdiction(q)
         if q.get("api_key"):
-            self._client({"api_key": [q["api_key"]]})
+            self._client({"api_key": [q["api_key"]]}, _peer(request))
         ids = q.get("service_request_id")
         if ids:
             id_list = [i.strip() for i in ids.split(",") if i.strip()][: self.config.max_results]
@@ -302,15 +344,16 @@ class Open311App:
         q = request.query_params
         self._jurisdiction(q)
         if q.get("api_key"):
-            self._client({"api_key": [q["api_key"]]})
+            self._client({"api_key": [q["api_key"]]}, _peer(request))
         start, end = self._window(q)
         rows = self.store.updates(start, end, self.config.max_results)
         return _respond("updates", [t.update_view(r, self.config) for r in rows], fmt)
 
     async def post_update(self, request: Request, fmt: str) -> Response:
         form = await self._form(request)
-        client = self._client(form)
+        client = self._client(form, _peer(request))
         assert client is not None
+        self._limit("submit", client, "submissions for this api_key")
         self._jurisdiction(form)
         fields = {}
         for name in ("service_request_id", "update_id", "status", "updated_datetime", "description"):

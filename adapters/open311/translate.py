@@ -36,11 +36,15 @@ PERSON_NS = uuid.UUID("0b8f1d52-7a43-5c1e-9f2d-3a6e4c8b1d70")
 class Open311Error(Exception):
     """An error the endpoint answers with: HTTP status and the spec's ``[{code, description}]``."""
 
-    def __init__(self, http_status: int, description: str, code: int | None = None) -> None:
+    def __init__(
+        self, http_status: int, description: str, code: int | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(description)
         self.http_status = http_status
         self.code = code if code is not None else http_status
         self.description = description
+        self.retry_after = retry_after
+        """Seconds, for a 429 (sent as the ``Retry-After`` header)."""
 
     def body(self) -> list[dict[str, Any]]:
         return [{"code": self.code, "description": self.description}]

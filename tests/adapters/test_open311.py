@@ -392,3 +392,45 @@ def test_check_passes_for_the_defaults_and_names_each_gap(config: Config) -> Non
     assert "'duplicate' is not mapped" in problems
     assert "956 Afgerond is final but shows as open" in problems
     assert "Open311 'fixed' (closed) maps to 557 Toegewezen aan, which is open" in problems
+
+
+# -- rate limits -------------------------------------------------------------------------------------
+def test_rate_limits_per_client_and_per_address(config: Config, checks, tmp_path: Path, kortrijk_point) -> None:  # noqa: ANN001
+    """A noisy client gets 429 with Retry-After in the spec's error list; others are not affected;
+    key guessing from one address is cut off before any key is compared."""
+    limited = config.model_copy(
+        update={"rate_limit_submit": "3/minute", "rate_limit_read": "5/minute", "rate_limit_auth_failures": "2/hour"}
+    )
+    store = Store(tmp_path / "open311.sqlite3")
+    published = Published()
+    other = "another-clients-key-0123456789"
+    app = Open311App(limited, store, published, {KEY: "fixmystreet", other: "meldingsapp"}, *checks).app()
+    client = Sync(app)
+    try:
+        answers = [client.post("/requests.json", data=_form(kortrijk_point)).status_code for _ in range(4)]
+        assert answers == [200, 200, 200, 429], answers
+        refused = client.post("/requests.json", data=_form(kortrijk_point))
+        assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+        (error,) = refused.json()
+        assert error["code"] == 429 and "retry after" in error["description"]
+        assert len(published) == 3, "a refused submission is not published"
+        # another client (another api_key) is not affected
+        assert client.post("/requests.json", data=_form(kortrijk_point, api_key=other)).status_code == 200
+
+        # reads: per address
+        reads = [client.get("/services.json").status_code for _ in range(6)]
+        assert reads[:5] == [200] * 5 and reads[5] == 429
+
+        # guessing keys: two wrong keys, then even the right key is refused from that address for a while
+        fresh = Sync(Open311App(limited, store, published, {KEY: "fixmystreet"}, *checks).app())
+        wrong = [fresh.post("/requests.json", data=_form(kortrijk_point, api_key=f"guess-{i}")).status_code for i in range(2)]
+        assert wrong == [403, 403]
+        blocked = fresh.post("/requests.json", data=_form(kortrijk_point))
+        assert blocked.status_code == 429 and "invalid api_keys" in blocked.json()[0]["description"]
+    finally:
+        store.close()
+
+
+def test_a_rate_limit_that_cannot_be_read_is_refused_at_start(config: Config) -> None:
+    with pytest.raises(ValueError, match="<count>/<second|minute|hour|day>"):
+        Config.model_validate(config.model_dump() | {"rate_limit_submit": "lots"})
