@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 from adapters.base import open_store
+from adapters.refusals import KeptRecords
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mails (
@@ -29,6 +30,8 @@ CREATE TABLE IF NOT EXISTS mails (
 class Store:
     def __init__(self, path: Path | str) -> None:
         self.db = open_store(path, SCHEMA)
+        self.kept = KeptRecords(self.db)
+        """The consumed records (for a refusal) and which meldingen were handed over."""
 
     def close(self) -> None:
         self.db.close()
@@ -59,4 +62,6 @@ class Store:
             "UPDATE mails SET oslo_status = ?, status_text = ? WHERE melding_id = ? AND oslo_status = ?",
             (new, text, melding_id, expected),
         )
+        if cur.rowcount == 1:
+            self.kept.settled(melding_id, new)
         return cur.rowcount == 1

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from adapters.base import open_store
+from adapters.refusals import KeptRecords
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -31,6 +32,8 @@ CREATE TABLE IF NOT EXISTS cursor (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 class Store:
     def __init__(self, path: Path | str) -> None:
         self.db = open_store(path, SCHEMA)
+        self.kept = KeptRecords(self.db)
+        """The consumed records (for a refusal) and which meldingen were handed over."""
 
     def close(self) -> None:
         self.db.close()

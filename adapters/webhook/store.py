@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 from adapters.base import open_store
+from adapters.refusals import KeptRecords
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -30,6 +31,8 @@ CREATE INDEX IF NOT EXISTS signatures_t ON signatures (t);
 class Store:
     def __init__(self, path: Path | str) -> None:
         self.db = open_store(path, SCHEMA)
+        self.kept = KeptRecords(self.db)
+        """The consumed records (for a refusal) and which meldingen were handed over."""
 
     def close(self) -> None:
         self.db.close()
@@ -60,6 +63,8 @@ class Store:
             "UPDATE deliveries SET oslo_status = ?, status_text = ? WHERE melding_id = ? AND oslo_status = ?",
             (new, text, melding_id, expected),
         )
+        if cur.rowcount == 1:
+            self.kept.settled(melding_id, new)
         return cur.rowcount == 1
 
     def accept_signature(self, signature: str, t: int, forget_before: int) -> bool:
