@@ -28,6 +28,7 @@ from hub.privacy import (
     Identity,
     KeyTable,
     PrivacyConfigError,
+    PrivacyError,
     authority_recipient,
     is_protected,
     load_keys,
@@ -105,7 +106,10 @@ class ContactKeys:
             return Revealed(dict(doc), "clear")
         await self._ensure(melding_id)
         state = self.table.state(melding_id)
-        out = reveal(doc, self.table)  # no usable key: the melder is dropped, never passed on encrypted
+        try:
+            out = reveal(doc, self.table)  # no usable key: the melder is dropped, never passed on encrypted
+        except PrivacyError:  # wrapped for another key of ours (rotated?) or tampered: unreadable here
+            return Revealed(reveal(doc, {}), "unreadable")
         return Revealed(out, "revealed" if state == "available" and "melder" in out else state)
 
     async def record(self, melding_id: str) -> dict[str, Any] | None:
