@@ -11,7 +11,9 @@ Delivering a melding, at least once, never a second mail:
    server's acceptance and that record re-sends the message with the same Message-ID (at least
    once: the receiver's mail client can recognise it);
 3. ``Toegewezen aan`` ("per e-mail bezorgd"), then the offset is committed. Permanent failures
-   (5xx, authentication) are dead-lettered with their class; nothing is lost.
+   (5xx) are dead-lettered with their class; authentication failures and exhausted retries pause
+   the destination (the melding stays queued); nothing is lost. The form also offers
+   "Niet onze bevoegdheid": the melding goes back to the hub (:mod:`adapters.refusals`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,11 @@
 """The e-mail adapter's own state (SQLite): which meldingen were mailed (so a redelivery sends no
 second mail), when, the channel to report back to, and the status the citizen was last told.
 
-No personal data: ``summary`` is the category and the place, what the status page shows.
+No personal data in these tables: ``summary`` is the category and the place, what the status page shows.
+
+The consumed record of each filed melding is kept too (``kept_records``, :mod:`adapters.refusals`),
+so a refusal can give it back unchanged: it holds the reporter's contact details as the hub sent
+them (encrypted when the hub protects them) and is deleted on hand-over or a final status.
 """
 
 from __future__ import annotations

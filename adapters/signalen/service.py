@@ -2,7 +2,7 @@
 Signalen status changes → ``meldingen.status``.
 
 :class:`SignalenWorker` holds the decisions (testable against a stand-in, no broker); :func:`run`
-is the Kafka shell around it (same guarantees as the TOPdesk adapter).
+hands it to the shared authority loop (:mod:`adapters.loop`, same guarantees as the TOPdesk adapter).
 
 Delivering a melding, at least once, never twice:
 
@@ -13,7 +13,8 @@ Delivering a melding, at least once, never twice:
    Look-up and create are retried together, so a create whose answer was lost is found, not
    repeated;
 3. report ``Toegewezen aan`` (dated by Signalen's ``created_at``); commit the offset after the
-   broker acknowledged it. Permanent failures are dead-lettered with their class, never lost.
+   broker acknowledged it. What Signalen rejects is dead-lettered with its class; an outage or a
+   401/403 pauses the destination (the melding stays queued): never lost.
 
 Status back: every ``poll_interval_s`` the hub's signals updated since the newest ``updated_at``
 seen (minus an overlap) are read; a state whose MeldingStatuswaarde differs from the last one

@@ -2,7 +2,7 @@
 TOPdesk status changes → ``meldingen.status``.
 
 :class:`TopdeskWorker` holds the decisions (testable with a fake TOPdesk, no broker); :func:`run`
-is the thin Kafka shell around it.
+hands it to the shared authority loop (:mod:`adapters.loop`).
 
 Delivering a melding (``meldingen.authority.<id>`` → TOPdesk), at least once, never twice:
 
@@ -11,14 +11,16 @@ Delivering a melding (``meldingen.authority.<id>`` → TOPdesk), at least once, 
    whose answer was lost is found by the next look-up instead of being made again;
 2. report ``Toegewezen aan`` (dated by TOPdesk's creationDate, so a repeat is the same event);
 3. commit the offset only after the create (or the look-up found it) and the status event was
-   acknowledged. A permanent failure (rejected, auth, malformed answer, retries exhausted) is
-   dead-lettered with its class in ``error-class``, the original record untouched: never lost.
+   acknowledged. A melding TOPdesk rejects (4xx, malformed answer) is dead-lettered with its class
+   in ``error-class``, the original record untouched; a 401/403 or retries exhausted by an outage
+   pause the destination instead (the melding stays queued): never lost.
 
 Status back (TOPdesk → citizen): every ``poll_interval_s`` the incidents changed since the
 newest ``modificationDate`` seen (minus an overlap) are read; a processing status mapped to a
 different MeldingStatuswaarde than the one last reported becomes a status event (header
 ``status-previous``). A change the life cycle forbids, or an unknown processing status, becomes a
-dead letter instead; the citizen keeps the last legal status.
+dead letter instead; the citizen keeps the last legal status. A processing status of
+``refusal_statuses`` gives the melding back to the hub (``meldingen.refusals``, :mod:`adapters.refusals`).
 """
 
 from __future__ import annotations

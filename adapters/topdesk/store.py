@@ -3,6 +3,10 @@ citizen was last told, and the polling cursor.
 
 Why: the status event needs the channel (``source``) the melding came from and the status before
 (to report a change, and only a change); TOPdesk knows neither.
+
+The consumed record of each filed melding is kept too (``kept_records``, :mod:`adapters.refusals`),
+so a refusal can give it back unchanged: it holds the reporter's contact details as the hub sent
+them (encrypted when the hub protects them) and is deleted on hand-over or a final status.
 """
 
 from __future__ import annotations

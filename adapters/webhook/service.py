@@ -10,7 +10,9 @@ Delivering a melding, at least once, accepted once:
    signed anew. A POST whose answer was lost is repeated with the same key, and the receiver keeps
    one (2xx or 409 for the repeat);
 3. ``Toegewezen aan`` ("bezorgd aan"), dated by the first successful delivery, then the offset
-   is committed. Permanent failures are dead-lettered with their class; nothing is lost.
+   is committed. What the system rejects is dead-lettered with its class; an outage or a 401/403
+   pauses the destination (the melding stays queued); nothing is lost. The system may answer
+   ``{"actie": "weigeren", "reden": …}``: the melding goes back to the hub (:mod:`adapters.refusals`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,10 @@
 """The webhook adapter's own state (SQLite): which meldingen were delivered (so a redelivery does
 not POST again), the channel to report back to, the status the citizen was last told, and the
-signatures accepted within the replay window. No personal data."""
+signatures accepted within the replay window. No personal data in these tables.
+
+The consumed record of each filed melding is kept too (``kept_records``, :mod:`adapters.refusals`),
+so a refusal can give it back unchanged: it holds the reporter's contact details as the hub sent
+them (encrypted when the hub protects them) and is deleted on hand-over or a final status."""
 
 from __future__ import annotations
 
