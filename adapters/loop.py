@@ -39,7 +39,7 @@ from adapters.base import AuthorityConfig, Runtime, VendorAuthFailed, VendorErro
 from adapters.contact import ContactKeys, Revealed, reveal_for
 from adapters.refusals import KeptRecords, refusal
 from hub import logs, metrics
-from hub.deadletters import DestinationGate, PausePolicy, Verdict, delivery_dead_letter
+from hub.deadletters import DestinationGate, PausePolicy, Verdict
 from hub.errors import BugError, HubError
 from hub.jsonld import decode_json
 from hub.kafka_admin import ensure_topics
@@ -188,8 +188,16 @@ def _key(record: Record) -> str | None:
 
 
 def _melding_id(record: Record, doc: Any) -> str | None:
-    """The melding id before the melding is parsed (to find its key): header, else the record key."""
-    return record.header(Header.MELDING_ID) or _key(record)
+    """The melding id before the melding is parsed (to find its key): the header, else the record
+    key, else the document's ``identificator.notatie``."""
+    found = record.header(Header.MELDING_ID) or _key(record)
+    if found:
+        return found
+    ident = doc.get("identificator") if isinstance(doc, dict) else None
+    notation = ident.get("notatie") if isinstance(ident, dict) else None
+    if isinstance(notation, dict):
+        notation = notation.get("@value")
+    return notation if isinstance(notation, str) else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,7 +403,10 @@ async def run_authority(config: AuthorityConfig, runtime: Runtime, name: str,
         await ensure_authority_topics(runtime, config.authority)
     contacts = ContactKeys.from_env(config.authority, runtime.bootstrap_servers)
     worker = make_worker(Context(authority.identifier, authority.name, contacts, runtime))
-    metrics.serve()  # MELDHUB_METRICS_PORT; not served when unset
+    try:
+        metrics.serve()  # MELDHUB_METRICS_PORT; not served when unset
+    except OSError as exc:  # e.g. the hub on this host already serves that port: run without /metrics
+        log.warning(f"{name}.metrics_not_served", error=type(exc).__name__, detail=str(exc)[:200])
     producer = AIOKafkaProducer(bootstrap_servers=runtime.bootstrap_servers, **client_kwargs(), acks="all",
                                 enable_idempotence=True)
     await producer.start()
