@@ -88,6 +88,34 @@ class AdapterConfig(BaseModel):
         return self.state_file or state_dir / f"{self.id}.sqlite3"
 
 
+class PauseSettings(BaseModel):
+    """How long an authority adapter pauses a destination that refuses or fails (docs/deadletters.md).
+
+    A melding whose bounded retries all failed transiently (5xx, 429, timeouts), or any 401/403,
+    pauses the destination: its meldingen stay queued (uncommitted) on the authority topic, and
+    after the pause one delivery probes it. A probe that fails doubles the next pause, up to
+    ``max_pause_s``. Nothing is dead-lettered for an outage, only for what the vendor rejects.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    pause_for_s: float = Field(default=30.0, gt=0, le=3600)
+    max_pause_s: float = Field(default=600.0, gt=0, le=86400)
+
+
+class AuthorityConfig(AdapterConfig):
+    """Fields every authority adapter (authority topic → the authority's system) has."""
+
+    authority: str
+    """The registry authority whose topic (``meldingen.authority.<id>``) this adapter serves."""
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    start_from: Literal["earliest", "latest"] = "earliest"
+    """Where a new consumer group starts on the authority topic (earliest: nothing routed before
+    the adapter's first start is skipped)."""
+    pause: PauseSettings = Field(default_factory=PauseSettings)
+
+
 class MissingSecret(RuntimeError):
     """A secret's environment variable is not set (the message names it, never a value)."""
 
@@ -235,9 +263,32 @@ class StatusMapping:
     start: str | None = None
     entry: Iterable[str] = ()
     from_oslo: Mapping[str, Any] | None = None
+    refusals: Mapping[str, str | None] = field(default_factory=dict)
+    """Vendor statuses that mean "not ours" → the Dutch reason sent with the refusal (None: a
+    default naming the status). Such a status is never reported to the citizen: the melding goes
+    back to the hub (``meldingen.refusals``), so it must map to null (no change)."""
+    refusal_how: str | None = None
+    """How the vendor says "not ours" when it is not a status (a form option, a webhook action);
+    None with no ``refusals``: the vendor has no way to refuse."""
+
+    def refusal_rows(self) -> list[tuple[str, str]]:
+        """(how, reason) for ``meldhub adapters check``."""
+        rows = [(f"{self.vendor} status {v!r}", reason or "(default: names the status)") for v, reason in self.refusals.items()]
+        if self.refusal_how:
+            rows.append((self.refusal_how, "given by the authority"))
+        return rows
 
     def problems(self) -> list[str]:
         out: list[str] = []
+        known = set(self.vendor_statuses) | set(self.to_oslo)
+        for v in self.refusals:
+            if v not in known:
+                out.append(f"{self.vendor} refusal status {v!r} is not a status this {self.vendor} has")
+            elif self.to_oslo.get(v) is not None:
+                out.append(
+                    f"{self.vendor} refusal status {v!r} maps to {self.to_oslo[v]}: a refusal is never reported as a "
+                    "status (the hub re-routes the melding); map it to null"
+                )
         for v in self.vendor_statuses:
             if v not in self.to_oslo:
                 out.append(f"{self.vendor} status {v!r} is not mapped to a MeldingStatuswaarde (nor to null = no change)")

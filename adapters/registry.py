@@ -210,3 +210,14 @@ def check(configured: list[ConfiguredAdapter], registry: Any | None = None) -> d
                     owners[authority] = c.id
         problems[c.id] = found
     return problems
+
+
+def refusals(configured: list[ConfiguredAdapter]) -> dict[str, list[tuple[str, str]]]:
+    """Per authority adapter: how its system says "not ours" and the reason sent with it (an empty
+    list: it cannot refuse; its meldingen can only be re-routed by an admin)."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for c in configured:
+        if c.config is None or c.installed is None or c.installed.role != "authority":
+            continue
+        out[c.id] = c.installed.module("translate").status_mapping(c.config).refusal_rows()
+    return out

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from adapters.base import AdapterConfig, RetryPolicy, check_notation, secret
+from adapters.base import AuthorityConfig, check_notation, secret
 from hub.categories import by_slug
 
 VENDOR = "email"
@@ -33,10 +33,9 @@ def _check_address(value: str) -> str:
     return value
 
 
-class Config(AdapterConfig):
+class Config(AuthorityConfig):
     vendor: Literal["email"] = "email"
 
-    authority: str
     recipients: list[str] = Field(min_length=1)
     """The authority's addresses (a shared mailbox of the service that handles meldingen)."""
     category_recipients: dict[str, list[str]] = Field(default_factory=dict)
@@ -48,8 +47,6 @@ class Config(AdapterConfig):
     smtp_username_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
     smtp_password_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
     timeout_s: float = Field(default=30.0, gt=0, le=300)
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    start_from: Literal["earliest", "latest"] = "earliest"
 
     from_address: str
     from_name: str = "Meldingen Hub"
@@ -67,6 +64,9 @@ class Config(AdapterConfig):
     link_valid_days: int = Field(default=60, ge=1, le=366)
 
     status_choices: list[str] = Field(default_factory=lambda: list(DEFAULT_CHOICES))
+    allow_refusal: bool = True
+    """Offer "Niet onze bevoegdheid" (with a reason) on the status form: the melding goes back to the
+    hub (``meldingen.refusals``), which routes it to the next owner and tells the citizen."""
     status_texts: dict[str, str] = Field(default_factory=dict)
     max_note_chars: int = Field(default=2000, ge=0, le=4000)
 

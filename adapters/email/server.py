@@ -29,12 +29,19 @@ from adapters.email import translate as t
 from adapters.email.config import Config
 from adapters.email.store import Store
 from hub import logs
+from hub.errors import HubError
+from hub.refusal import MAX_REASON_CHARS as REASON_MAX
 from hub.status import STATUSES, StatusChange, is_legal
 
 log = logs.get_logger("adapters.email")
 
 Report = Callable[[StatusChange, "str | None", str], Awaitable[None]]
 """Produce a status event (change, source, previous status) and wait for the broker's acknowledgement."""
+Refuse = Callable[[str, str], Awaitable[None]]
+"""(melding id, reason) → the melding is back with the hub (acknowledged), or an exception."""
+
+REFUSE_CHOICE = "weigeren"
+"""The form's value for "niet onze bevoegdheid" (not a status: the melding goes back to the hub)."""
 
 MAX_FORM_BYTES = 16 * 1024
 HEADERS = {
@@ -60,7 +67,8 @@ def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
 
 class StatusApp:
     def __init__(self, config: Config, store: Store, key: bytes, report: Report, door: str,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), refuse: Refuse | None = None) -> None:
+        self.refuse = refuse
         self.config = config
         self.store = store
         self.key = key
@@ -92,6 +100,10 @@ class StatusApp:
         row = self.store.get(melding_id)
         if row is None or row["state"] != "sent":
             return _page("Onbekende melding", "<p>Deze melding is hier niet (meer) bekend.</p>", 404)
+        if self.store.kept.handed_over(melding_id):
+            return _page("Melding teruggegeven",
+                         "<p>Deze melding werd teruggegeven aan Meldingen Hub als niet uw bevoegdheid. "
+                         "U hoeft er niets meer mee te doen.</p>", 410)
         if request.method == "POST":
             return await self._set(request, row)
         return self._form(row)
@@ -109,9 +121,11 @@ class StatusApp:
             (f"<p><strong>{html.escape(notice)}</strong></p>" if notice else "")
             + f"<p>{html.escape(row['summary'])}<br><small>Melding-id {html.escape(row['melding_id'])}</small></p>"
             + f"<p>Huidige status: <strong>{html.escape(current.label)}</strong></p>"
-            + "<form method=\"post\"><fieldset><legend>Nieuwe status</legend>" + "".join(options) + "</fieldset>"
+            + "<form method=\"post\"><fieldset><legend>Nieuwe status</legend>" + "".join(options) + self._refuse_option()
+            + "</fieldset>"
             + f"<p><label for=\"toelichting\">Toelichting voor de melder (optioneel, max. {self.config.max_note_chars} tekens)</label>"
             + f"<textarea id=\"toelichting\" name=\"toelichting\" rows=\"4\" maxlength=\"{self.config.max_note_chars}\"></textarea></p>"
+            + self._reason_field()
             + "<p><button type=\"submit\">Status opslaan</button></p></form>"
         )
         return _page("Status van een melding", body, status_code)
@@ -125,6 +139,8 @@ class StatusApp:
         form = parse_qs(raw.decode("utf-8", errors="replace"))
         choice = (form.get("status") or [""])[0].strip()
         note = " ".join((form.get("toelichting") or [""])[0].split())
+        if choice == REFUSE_CHOICE and self._refusable():
+            return await self._refuse(row, " ".join((form.get("reden") or [""])[0].split()))
         if choice not in self.config.status_choices:
             return self._form(row, "Kies een van de statussen hieronder.", 400)
         if len(note) > self.config.max_note_chars:
@@ -151,4 +167,49 @@ class StatusApp:
         return _page(
             "Status opgeslagen",
             f"<p>De status van de melding is nu <strong>{html.escape(new.label)}</strong>. De melder wordt op de hoogte gebracht.</p>",
+        )
+
+    # -- "niet onze bevoegdheid" ----------------------------------------------------------------
+    def _refusable(self) -> bool:
+        return self.config.allow_refusal and self.refuse is not None
+
+    def _refuse_option(self) -> str:
+        if not self._refusable():
+            return ""
+        return (
+            f"<label><input type=\"radio\" name=\"status\" value=\"{REFUSE_CHOICE}\"> Niet onze bevoegdheid "
+            "<small>— de melding gaat terug naar Meldingen Hub, die de juiste behandelaar zoekt; "
+            "geef hieronder de reden</small></label>"
+        )
+
+    def _reason_field(self) -> str:
+        if not self._refusable():
+            return ""
+        return (
+            f"<p><label for=\"reden\">Reden waarom dit niet uw bevoegdheid is (bij 'Niet onze bevoegdheid'; "
+            f"geen persoonsgegevens, max. {REASON_MAX} tekens)</label>"
+            f"<input id=\"reden\" name=\"reden\" type=\"text\" maxlength=\"{REASON_MAX}\" style=\"width:100%\"></p>"
+        )
+
+    async def _refuse(self, row: dict, reason: str) -> Response:
+        if not reason or len(reason) > REASON_MAX:
+            return self._form(row, f"Geef in één regel (max. {REASON_MAX} tekens) de reden waarom dit niet uw bevoegdheid is.", 400)
+        melding_id = row["melding_id"]
+        assert self.refuse is not None
+        async with self._lock:
+            if self.store.kept.handed_over(melding_id):
+                return _page("Melding teruggegeven", "<p>Deze melding was al teruggegeven aan Meldingen Hub.</p>")
+            try:
+                await self.refuse(melding_id, reason)
+            except HubError as exc:
+                log.warning("email.refusal_impossible", correlation_id=melding_id, reason=exc.reason[:300])
+                return _page("Niet gelukt", "<p>Deze melding kan niet automatisch worden teruggegeven. "
+                                            "Neem contact op met de beheerders van Meldingen Hub.</p>", 409)
+            except Exception as exc:  # noqa: BLE001 - broker trouble: nothing changed, the receiver retries
+                log.warning("email.refusal_failed", correlation_id=melding_id, error=type(exc).__name__)
+                return _page("Niet gelukt", "<p>De melding kon nu niet worden teruggegeven. Probeer het later opnieuw.</p>", 503)
+        return _page(
+            "Melding teruggegeven",
+            "<p>De melding werd teruggegeven aan Meldingen Hub. Die zoekt de juiste behandelaar en brengt de melder "
+            "op de hoogte. U hoeft er niets meer mee te doen.</p>",
         )

@@ -1,7 +1,11 @@
 """The e-mail adapter's own state (SQLite): which meldingen were mailed (so a redelivery sends no
 second mail), when, the channel to report back to, and the status the citizen was last told.
 
-No personal data: ``summary`` is the category and the place, what the status page shows.
+No personal data in these tables: ``summary`` is the category and the place, what the status page shows.
+
+The consumed record of each filed melding is kept too (``kept_records``, :mod:`adapters.refusals`),
+so a refusal can give it back unchanged: it holds the reporter's contact details as the hub sent
+them (encrypted when the hub protects them) and is deleted on hand-over or a final status.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 from adapters.base import open_store
+from adapters.refusals import KeptRecords
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mails (
@@ -29,6 +34,8 @@ CREATE TABLE IF NOT EXISTS mails (
 class Store:
     def __init__(self, path: Path | str) -> None:
         self.db = open_store(path, SCHEMA)
+        self.kept = KeptRecords(self.db)
+        """The consumed records (for a refusal) and which meldingen were handed over."""
 
     def close(self) -> None:
         self.db.close()
@@ -59,4 +66,6 @@ class Store:
             "UPDATE mails SET oslo_status = ?, status_text = ? WHERE melding_id = ? AND oslo_status = ?",
             (new, text, melding_id, expected),
         )
+        if cur.rowcount == 1:
+            self.kept.settled(melding_id, new)
         return cur.rowcount == 1

@@ -279,6 +279,7 @@ def status_mapping(config: Config) -> StatusMapping:
     to_oslo: dict[str, Any] = {n: n for n in config.status_choices}
     return StatusMapping(
         vendor="E-mail", to_oslo=to_oslo, vendor_statuses=list(to_oslo), start=TOEGEWEZEN, entry=list(to_oslo),
+        refusal_how="status form option 'Niet onze bevoegdheid' with a reason" if config.allow_refusal else None,
     )
 
 

@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from adapters.base import AdapterConfig, RetryPolicy, check_notation, secret
+from adapters.base import AuthorityConfig, check_notation, secret
 from hub.categories import by_slug
 
 VENDOR = "signalen"
@@ -100,19 +100,14 @@ DEFAULT_WORKFLOW: dict[str, list[str]] = {
 CATEGORY_PATH = "/signals/v1/public/terms/categories/{main}/sub_categories/{sub}"
 
 
-class Config(AdapterConfig):
+class Config(AuthorityConfig):
     vendor: Literal["signalen"] = "signalen"
 
-    authority: str
-    """The registry authority whose topic (``meldingen.authority.<id>``) this Signalen serves."""
     base_url: str = Field(pattern=r"^https?://")
     """The tenant's Signalen API, e.g. ``https://api.meldingen.kortrijk.be`` (``/signals/v1/…`` is appended)."""
     token_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
     """Environment variable with the bearer token (a JWT of a user with SIG/ALL rights)."""
 
-    timeout_s: float = Field(default=10.0, gt=0, le=120)
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    start_from: Literal["earliest", "latest"] = "earliest"
     poll_interval_s: float = Field(default=60.0, gt=0)
     poll_overlap_s: float = Field(default=300.0, ge=0)
     """Each poll re-reads this far before the newest ``updated_at`` seen; changes already reported are skipped."""
@@ -138,6 +133,14 @@ class Config(AdapterConfig):
     workflow: dict[str, list[str]] | None = Field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_WORKFLOW.items()})
     new_signal_state: str = "m"
     """The state Signalen gives a new signal."""
+    refusal_states: dict[str, str | None] = Field(default_factory=dict)
+    """States that mean "not ours" → the Dutch reason sent with the refusal (null: a sentence naming
+    the state). The melding goes back to the hub (``meldingen.refusals``) instead of a status to the
+    citizen; each such state must be mapped to null in ``states``. Empty by default: Signalen has no
+    "not ours" state. ``forward to external`` ("Doorgezet naar extern") asks an external party to
+    react and the signal stays with the municipality, so it is *not* a refusal unless a tenant uses
+    it as its hand-over: then ``states: {forward to external: null}`` and
+    ``refusal_states: {forward to external: "…"}``."""
     reopen_via_heringediend: bool = True
     """A decided melding that Signalen takes back into handling (``a`` → ``b``) is reported as
     647 Heringediend, then the new status: the hub's life cycle has no direct way back."""

@@ -2,7 +2,7 @@
 Signalen status changes → ``meldingen.status``.
 
 :class:`SignalenWorker` holds the decisions (testable against a stand-in, no broker); :func:`run`
-is the Kafka shell around it (same guarantees as the TOPdesk adapter).
+hands it to the shared authority loop (:mod:`adapters.loop`, same guarantees as the TOPdesk adapter).
 
 Delivering a melding, at least once, never twice:
 
@@ -13,7 +13,8 @@ Delivering a melding, at least once, never twice:
    Look-up and create are retried together, so a create whose answer was lost is found, not
    repeated;
 3. report ``Toegewezen aan`` (dated by Signalen's ``created_at``); commit the offset after the
-   broker acknowledged it. Permanent failures are dead-lettered with their class, never lost.
+   broker acknowledged it. What Signalen rejects is dead-lettered with its class; an outage or a
+   401/403 pauses the destination (the melding stays queued): never lost.
 
 Status back: every ``poll_interval_s`` the hub's signals updated since the newest ``updated_at``
 seen (minus an overlap) are read; a state whose MeldingStatuswaarde differs from the last one
@@ -24,18 +25,16 @@ cycle forbids, or an unknown state, becomes a dead letter; the citizen keeps the
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal as signals
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
 from adapters.base import Runtime, VendorError, with_retries
+from adapters.contact import ContactKeys
+from adapters.loop import AuthorityWorker, Context, Emit, Incoming, consume, last_status, run_authority
 from adapters.signalen.client import SignalenClient
-from adapters.signalen.config import Config
+from adapters.signalen.config import STATE_NAMES, Config
 from adapters.signalen.store import Store
 from adapters.signalen.translate import (
     changes_for,
@@ -47,29 +46,27 @@ from adapters.signalen.translate import (
     signal_request,
     submitted_at,
 )
-from adapters.topdesk.service import Emit, last_status
 from hub import logs
-from hub.errors import BugError, HubError
-from hub.kafka_admin import ensure_topics
-from hub.melding import Envelope, Melding
+from hub.errors import HubError
+from hub.melding import Melding
 from hub.pipeline import Output, Record, dead_letter
 from hub.status import IllegalTransition, StatusChange
-from hub.status_service import record_of
-from hub.topics import DEADLETTER, STATUS, Header, authority_topic
-from hub.kafka_auth import client_kwargs
+from hub.topics import Header
+
+__all__ = ["SignalenWorker", "consume", "run"]  # consume: moved to adapters.loop
 
 log = logs.get_logger("adapters.signalen")
 
 
-class SignalenWorker:
+class SignalenWorker(AuthorityWorker):
+    name = "signalen"
+
     def __init__(self, config: Config, client: SignalenClient, store: Store, authority_iri: str, authority_name: str,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self.config = config
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), contacts: ContactKeys | None = None) -> None:
+        super().__init__(config, store, authority_iri, authority_name, clock, contacts)
+        self.config: Config = config
+        self.store: Store = store
         self.client = client
-        self.store = store
-        self.door = authority_iri
-        self.authority_name = authority_name
-        self.clock = clock
 
     # -- melding → signal -----------------------------------------------------------------------
     async def _ensure_signal(self, melding: Melding, first_attempt: datetime) -> tuple[dict[str, Any], bool]:
@@ -86,49 +83,31 @@ class SignalenWorker:
         body = signal_request(melding, self.config, self.clock())
         return await self.client.create_signal(body), True
 
-    async def handle(self, record: Record) -> Emit:
-        melding_id: str | None = None
-        try:
-            envelope = Envelope.from_kafka(record.key, record.value or b"", record.headers)
-            melding = envelope.value
-            melding_id = melding.melding_id
-            previous = last_status(melding)
-            first = self.store.attempt(melding_id, record.header(Header.SOURCE), previous, self.clock())
-            mid = melding_id
-            signal, created = await with_retries(
-                lambda: self._ensure_signal(melding, first), self.config.retry, "signalen.create_signal"
-            )
-            sid, display = signal_ref(signal)
-            self.store.link(mid, sid, display)  # durable link before anything else
-            log.info("signalen.signal_created" if created else "signalen.signal_found", correlation_id=mid, signal=display)
-            row = self.store.get(mid)
-            assert row is not None
-            if row["oslo_status"] != previous:
-                return Emit()  # Toegewezen aan (or later) was already reported
-            change = created_change(signal, mid, self.door, self.authority_name, self.config)
-            state = (signal.get("status") or {}).get("state")
-            changed = _changed_or_none(signal)
-
-            def after() -> None:
-                self.store.advance(mid, previous, change.status.notation)
-                if changed is not None:
-                    self.store.set_vendor(mid, state if isinstance(state, str) else None, changed)
-
-            return Emit([self._status_output(change, row["source"], previous)], [after])
-        except HubError as error:  # VendorError, or the record is not a melding
-            log.warning("signalen.deadlettered", correlation_id=melding_id, error_class=str(error.error_class.value),
-                        reason=error.reason[:300])
-            return Emit([dead_letter(record, error, melding_id or _key(record))])
-        except Exception as exc:  # noqa: BLE001 - a bug must not stop the worker
-            error = BugError.from_exception(exc)
-            log.error("signalen.bug", correlation_id=melding_id, reason=error.reason)
-            return Emit([dead_letter(record, error, melding_id or _key(record))])
-
-    def _status_output(self, change: StatusChange, source: str | None, previous: str | None) -> Output:
-        return Output(
-            STATUS, change.melding_id.encode(), change.to_bytes(),
-            change.kafka_headers(source, previous, reported_by=self.config.id),
+    async def deliver(self, incoming: Incoming) -> Emit:
+        melding, record = incoming.melding, incoming.record
+        mid = melding.melding_id
+        previous = last_status(melding)
+        first = self.store.attempt(mid, record.header(Header.SOURCE), previous, self.clock())
+        signal, created = await with_retries(
+            lambda: self._ensure_signal(melding, first), self.config.retry, "signalen.create_signal"
         )
+        sid, display = signal_ref(signal)
+        self.store.link(mid, sid, display)  # durable link before anything else
+        log.info("signalen.signal_created" if created else "signalen.signal_found", correlation_id=mid, signal=display)
+        row = self.store.get(mid)
+        assert row is not None
+        if row["oslo_status"] != previous:
+            return Emit()  # Toegewezen aan (or later) was already reported
+        change = created_change(signal, mid, self.door, self.authority_name, self.config)
+        state = (signal.get("status") or {}).get("state")
+        changed = _changed_or_none(signal)
+
+        def after() -> None:
+            self.store.advance(mid, previous, change.status.notation)
+            if changed is not None:
+                self.store.set_vendor(mid, state if isinstance(state, str) else None, changed)
+
+        return Emit([self.status_output(change, row["source"], previous)], [after])
 
     # -- Signalen → status events -----------------------------------------------------------------
     async def poll_once(self) -> Emit:
@@ -141,7 +120,7 @@ class SignalenWorker:
         )
         newest = cursor
         for item in items:
-            updated = self._one(item, emit)
+            updated = await self._one(item, emit)
             if updated is not None and (newest is None or updated > newest):
                 newest = updated
         if newest is not None and newest != cursor:
@@ -159,7 +138,7 @@ class SignalenWorker:
                 return None  # not linked yet: the delivery path links it and reports Toegewezen aan first
         return row
 
-    def _one(self, item: Any, emit: Emit) -> datetime | None:
+    async def _one(self, item: Any, emit: Emit) -> datetime | None:
         if not isinstance(item, dict):
             return None
         updated = _updated_or_none(item)
@@ -167,6 +146,8 @@ class SignalenWorker:
         if row is None:
             return updated  # not a signal the hub made (or not linked yet)
         mid = row["melding_id"]
+        if self.kept.handed_over(mid):
+            return updated  # given back to the hub: no longer this authority's
         try:
             reading = reading_of(item, self.config)
         except VendorError as error:
@@ -181,6 +162,9 @@ class SignalenWorker:
             return updated
         if reading.changed.timestamp() <= row["vendor_changed"]:
             return updated  # seen in an earlier poll (overlap)
+        if reading.state in self.config.refusal_states:
+            await self._refuse(row, item, reading.state, reading.changed, emit)
+            return updated
         known = row["oslo_status"]
         if reading.status is None or reading.status.notation == known:
             emit.after_ack.append(lambda: self.store.set_vendor(mid, reading.state, reading.changed))
@@ -196,18 +180,40 @@ class SignalenWorker:
             return updated
         before = known
         for change in changes:
-            emit.outputs.append(self._status_output(change, row["source"], before))
+            emit.outputs.append(self.status_output(change, row["source"], before))
             before = change.status.notation
         last = changes[-1].status.notation
 
         def after() -> None:
             self.store.advance(mid, known, last)
             self.store.set_vendor(mid, reading.state, reading.changed)
+            self.kept.settled(mid, last)
 
         emit.after_ack.append(after)
         log.info("signalen.status_changed", correlation_id=mid, signal=reading.display, state=reading.state,
                  status=last, events=len(changes))
         return updated
+
+    async def _refuse(self, row: dict[str, Any], item: dict[str, Any], state: str, changed: datetime, emit: Emit) -> None:
+        """The tenant's "not ours" state: the melding goes back to the hub (no status for the citizen)."""
+        mid = row["melding_id"]
+        reason = self.config.refusal_states[state] or self.default_refusal_reason(STATE_NAMES.get(state, state))
+        try:
+            out = await self.refusal_output(mid, reason)
+        except HubError as error:
+            emit.outputs.append(self._poll_dead_letter(row, item, error))
+            emit.after_ack.append(lambda: self.store.set_vendor(mid, state, changed))
+            log.warning("signalen.refusal_deadlettered", correlation_id=mid, reason=error.reason[:300])
+            return
+        when = self.clock()
+
+        def after() -> None:
+            self.kept.hand_over(mid, reason, when)
+            self.store.set_vendor(mid, state, changed)
+
+        emit.outputs.append(out)
+        emit.after_ack.append(after)
+        log.info("signalen.refused", correlation_id=mid, signal=row["display"], state=state)
 
     def _poll_dead_letter(self, row: dict[str, Any], item: dict[str, Any], error: HubError,
                           change: StatusChange | None = None) -> Output:
@@ -226,10 +232,6 @@ class SignalenWorker:
         return dead_letter(record, error, row["melding_id"])
 
 
-def _key(record: Record) -> str | None:
-    return record.key.decode("utf-8", errors="replace")[:100] if record.key else None
-
-
 def _changed_or_none(item: dict[str, Any]) -> datetime | None:
     st = item.get("status")
     try:
@@ -246,96 +248,14 @@ def _updated_or_none(item: dict[str, Any]) -> datetime | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# the Kafka shell
+# the process (the Kafka loop is adapters.loop's)
 # ---------------------------------------------------------------------------------------------
-async def _produce(producer: AIOKafkaProducer, emit: Emit) -> None:
-    futures = [await producer.send(o.topic, value=o.value, key=o.key, headers=list(o.headers)) for o in emit.outputs]
-    await asyncio.gather(*futures)
-    emit.done()
-
-
 async def run(config: Config, runtime: Runtime) -> None:
-    authority = runtime.registry().authority(config.authority)
     token = config.token()
-    topic = authority_topic(config.authority)
-    if runtime.create_topics:
-        from hub.settings import HubSettings
 
-        big = {"max.message.bytes": str(HubSettings().topic_max_message_bytes)}
-        await ensure_topics(runtime.bootstrap_servers, [topic, STATUS, DEADLETTER], partitions=runtime.partitions,
-                            configs={DEADLETTER: big})
-    store = Store(config.state_path(runtime.state_dir))
-    client = SignalenClient(config.base_url, token, timeout=config.timeout_s)
-    worker = SignalenWorker(config, client, store, authority.identifier, authority.name)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signals.SIGTERM, signals.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=runtime.bootstrap_servers, **client_kwargs(),
-        group_id=f"adapter-{config.id}",
-        enable_auto_commit=False,
-        auto_offset_reset=config.start_from,
-        isolation_level="read_committed",
-        max_poll_interval_ms=max(300_000, int(config.retry.max_attempts * (config.retry.max_delay_s + config.timeout_s * 2) * 1000 * 2)),
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=runtime.bootstrap_servers, **client_kwargs(), acks="all", enable_idempotence=True)
-    await producer.start()
-    await consumer.start()
-    poll_task = asyncio.create_task(_poll_loop(worker, producer, config, stopping))
-    try:
-        await consume(worker.handle, consumer, producer, stopping, "signalen", config)
-    finally:
-        stopping.set()
-        poll_task.cancel()
-        await asyncio.gather(poll_task, return_exceptions=True)
-        await consumer.stop()
-        await producer.stop()
-        await client.aclose()
-        store.close()
-        log.info("signalen.stopped", adapter=config.id)
+    def make(ctx: Context) -> SignalenWorker:
+        client = SignalenClient(config.base_url, token, timeout=config.timeout_s)
+        store = Store(config.state_path(runtime.state_dir))
+        return SignalenWorker(config, client, store, ctx.authority_iri, ctx.authority_name, contacts=ctx.contacts)
 
-
-async def consume(handle: Callable[[Record], Any], consumer: AIOKafkaConsumer, producer: AIOKafkaProducer,
-                  stopping: asyncio.Event, name: str, config: Any) -> None:
-    """One record at a time: handle → produce its outputs → wait for acks → commit (at least once)."""
-    ready = False
-    while not stopping.is_set():
-        batches = await consumer.getmany(timeout_ms=500, max_records=50)
-        if not ready and consumer.assignment():
-            for tp in consumer.assignment():
-                await consumer.position(tp)  # resolve the start offset now ("latest" means: from here)
-            ready = True
-            log.info(f"{name}.ready", adapter=config.id, authority=config.authority,
-                     partitions=sorted(tp.partition for tp in consumer.assignment()))
-        for tp, records in batches.items():
-            for r in records:
-                if stopping.is_set():
-                    consumer.seek(tp, r.offset)
-                    return
-                emit = await handle(record_of(r))
-                try:
-                    await _produce(producer, emit)
-                    await consumer.commit({tp: r.offset + 1})
-                except Exception as exc:  # broker trouble: redo this record (the store/look-up prevents a 2nd delivery)
-                    log.warning(f"{name}.produce_failed", error=type(exc).__name__, detail=str(exc)[:300])
-                    consumer.seek(tp, r.offset)
-                    await asyncio.sleep(2.0)
-                    break
-
-
-async def _poll_loop(worker: SignalenWorker, producer: AIOKafkaProducer, config: Config, stopping: asyncio.Event) -> None:
-    while not stopping.is_set():
-        try:
-            await _produce(producer, await worker.poll_once())
-        except asyncio.CancelledError:
-            raise
-        except VendorError as error:
-            log.warning("signalen.poll_failed", error_class=str(error.error_class.value), reason=error.reason[:300])
-        except Exception as exc:  # noqa: BLE001 - keep polling
-            log.error("signalen.poll_bug", error=type(exc).__name__, detail=str(exc)[:300])
-        try:
-            await asyncio.wait_for(stopping.wait(), config.poll_interval_s)
-        except asyncio.TimeoutError:
-            pass
+    await run_authority(config, runtime, "signalen", make)

@@ -2,7 +2,11 @@
 create was attempted, the status the citizen was last told, and the polling cursor.
 
 Why: a signal is found again by scanning from the first attempt (Signalen cannot filter on our
-reference); the status event needs the channel (``source``) and the status before. No personal data.
+reference); the status event needs the channel (``source``) and the status before. No personal data in these tables.
+
+The consumed record of each filed melding is kept too (``kept_records``, :mod:`adapters.refusals`),
+so a refusal can give it back unchanged: it holds the reporter's contact details as the hub sent
+them (encrypted when the hub protects them) and is deleted on hand-over or a final status.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from adapters.base import open_store
+from adapters.refusals import KeptRecords
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS signals (
@@ -31,6 +36,8 @@ CREATE TABLE IF NOT EXISTS cursor (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 class Store:
     def __init__(self, path: Path | str) -> None:
         self.db = open_store(path, SCHEMA)
+        self.kept = KeptRecords(self.db)
+        """The consumed records (for a refusal) and which meldingen were handed over."""
 
     def close(self) -> None:
         self.db.close()

@@ -357,6 +357,7 @@ def status_mapping(config: Config) -> StatusMapping:
         transitions=transitions,
         start=TOEGEWEZEN,  # the adapter reports Toegewezen aan once the signal exists
         entry=[config.new_signal_state],
+        refusals=config.refusal_states,
     )
 
 

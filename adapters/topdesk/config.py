@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from adapters.base import AdapterConfig, RetryPolicy, check_notation, secret
+from adapters.base import AuthorityConfig, check_notation, secret
 from hub.categories import by_slug
 
 VENDOR = "topdesk"
@@ -65,22 +65,15 @@ class CategoryTarget(BaseModel):
     subcategory: Lookup | None = None
 
 
-class Config(AdapterConfig):
+class Config(AuthorityConfig):
     vendor: Literal["topdesk"] = "topdesk"
 
-    authority: str
-    """The registry authority whose topic (``meldingen.authority.<id>``) this TOPdesk serves."""
     base_url: str = Field(pattern=r"^https?://")
     """The tenant's TOPdesk, e.g. ``https://kortrijk.topdesk.net`` (``/tas/api/...`` is appended)."""
     username_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
     password_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
     """Environment variable with the operator's *application password* (not the login password)."""
 
-    timeout_s: float = Field(default=10.0, gt=0, le=120)
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    start_from: Literal["earliest", "latest"] = "earliest"
-    """Where a new consumer group starts on the authority topic (earliest: nothing routed before
-    the adapter's first start is skipped)."""
     poll_interval_s: float = Field(default=60.0, gt=0)
     poll_overlap_s: float = Field(default=300.0, ge=0)
     """Each poll re-reads this far before the newest modificationDate seen (clock skew, late commits);
@@ -94,6 +87,12 @@ class Config(AdapterConfig):
     life-cycle transition. null: not declared (then only the mapping is checked)."""
     new_incident_status: str | None = "Logged"
     """The processing status TOPdesk gives a new incident."""
+    refusal_statuses: dict[str, str | None] = Field(default_factory=dict)
+    """Processing statuses that mean "not ours" (handed over, wrong authority) → the Dutch reason
+    sent with the refusal (null: a sentence naming the status). The melding goes back to the hub
+    (``meldingen.refusals``) instead of a status to the citizen; each must be in
+    ``processing_statuses`` mapped to null. TOPdesk has no such status of its own: every tenant
+    names it (e.g. ``Niet bevoegd``)."""
 
     categories: dict[str, CategoryTarget] = Field(default_factory=dict)
     """Hub category slug → TOPdesk category/subcategory (by id or name); unmapped: none sent."""

@@ -3,6 +3,10 @@ citizen was last told, and the polling cursor.
 
 Why: the status event needs the channel (``source``) the melding came from and the status before
 (to report a change, and only a change); TOPdesk knows neither.
+
+The consumed record of each filed melding is kept too (``kept_records``, :mod:`adapters.refusals`),
+so a refusal can give it back unchanged: it holds the reporter's contact details as the hub sent
+them (encrypted when the hub protects them) and is deleted on hand-over or a final status.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from adapters.base import open_store
+from adapters.refusals import KeptRecords
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -31,6 +36,8 @@ CREATE TABLE IF NOT EXISTS cursor (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 class Store:
     def __init__(self, path: Path | str) -> None:
         self.db = open_store(path, SCHEMA)
+        self.kept = KeptRecords(self.db)
+        """The consumed records (for a refusal) and which meldingen were handed over."""
 
     def close(self) -> None:
         self.db.close()

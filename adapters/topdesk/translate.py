@@ -235,6 +235,7 @@ def status_mapping(config: Config) -> StatusMapping:
         transitions=config.workflow,
         start=TOEGEWEZEN,  # the adapter reports Toegewezen aan once the incident exists
         entry=[config.new_incident_status] if config.new_incident_status else [],
+        refusals=config.refusal_statuses,
     )
 
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from adapters.base import AdapterConfig, RetryPolicy, check_notation, secret
+from adapters.base import AuthorityConfig, check_notation, secret
 
 VENDOR = "webhook"
 ROLE = "authority"
@@ -37,19 +37,15 @@ DEFAULT_STATUSES: dict[str, str] = {
 hyphens). Ingediend (511) is not among them: it is the citizen's submission."""
 
 
-class Config(AdapterConfig):
+class Config(AuthorityConfig):
     vendor: Literal["webhook"] = "webhook"
 
-    authority: str
     url: str = Field(pattern=r"^https?://")
     """The system's endpoint that receives meldingen (``POST``, JSON-LD)."""
     secret_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
     """Environment variable with the shared key that signs outgoing meldingen (≥ 32 random bytes)."""
     inbound_secret_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
     """Key the system signs its status changes with (default: ``secret_env``)."""
-    timeout_s: float = Field(default=10.0, gt=0, le=120)
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    start_from: Literal["earliest", "latest"] = "earliest"
 
     host: str = "127.0.0.1"
     port: int = Field(default=8330, ge=1, le=65535)
@@ -59,6 +55,9 @@ class Config(AdapterConfig):
     signature is accepted once within it."""
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
 
+    refusal_action: str | None = "weigeren"
+    """The inbound ``actie`` that says "not ours" (with a ``reden``): the melding goes back to the
+    hub (``meldingen.refusals``); null: the system cannot refuse."""
     statuses: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_STATUSES))
     status_texts: dict[str, str] = Field(default_factory=dict)
     max_text_chars: int = Field(default=2000, ge=0, le=4000)

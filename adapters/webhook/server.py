@@ -24,11 +24,14 @@ from adapters.webhook import translate as t
 from adapters.webhook.config import Config
 from adapters.webhook.store import Store
 from hub import logs
+from hub.errors import HubError
 from hub.status import STATUSES, StatusChange, is_legal
 
 log = logs.get_logger("adapters.webhook")
 
 Report = Callable[[StatusChange, "str | None", str], Awaitable[None]]
+Refuse = Callable[[str, str], Awaitable[None]]
+"""(melding id, reason) → the melding is back with the hub (acknowledged), or an exception."""
 
 
 def _error(status_code: int, message: str) -> JSONResponse:
@@ -37,7 +40,8 @@ def _error(status_code: int, message: str) -> JSONResponse:
 
 class InboundApp:
     def __init__(self, config: Config, store: Store, key: bytes, report: Report, door: str,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), refuse: Refuse | None = None) -> None:
+        self.refuse = refuse
         self.config = config
         self.store = store
         self.key = key
@@ -80,6 +84,10 @@ class InboundApp:
             row = self.store.get(incoming.melding_id)
             if row is None or row["state"] != "delivered":
                 return _error(404, "no melding with this id was delivered to you")
+            if self.store.kept.handed_over(incoming.melding_id):
+                return _error(410, "this melding was given back to the hub; it is no longer yours")
+            if isinstance(incoming, t.IncomingRefusal):
+                return await self._refuse(incoming, sig)
             current, new = row["oslo_status"], incoming.status
             if new.notation == current and incoming.text == row["status_text"]:
                 return JSONResponse({"result": "unchanged", "status": new.notation})
@@ -96,3 +104,19 @@ class InboundApp:
             self.store.advance(incoming.melding_id, current, new.notation, incoming.text)
         log.info("webhook.status_received", correlation_id=incoming.melding_id, status=new.notation, previous=current)
         return JSONResponse({"result": "accepted", "status": new.notation, "event": change.event_id}, status_code=202)
+
+    async def _refuse(self, incoming: t.IncomingRefusal, sig: str) -> JSONResponse:
+        """"Not ours": the melding goes back to the hub, which finds the next owner and tells the citizen."""
+        if self.refuse is None:
+            return _error(422, "refusals are not accepted by this adapter")
+        try:
+            await self.refuse(incoming.melding_id, incoming.reason)
+        except HubError as exc:  # the adapter no longer has the melding as it received it
+            self.store.db.execute("DELETE FROM signatures WHERE signature = ?", (sig,))
+            log.warning("webhook.refusal_impossible", correlation_id=incoming.melding_id, reason=exc.reason[:300])
+            return _error(409, "this melding cannot be given back automatically; contact the hub's administrators")
+        except Exception as exc:  # noqa: BLE001 - broker trouble: nothing changed, the sender retries
+            self.store.db.execute("DELETE FROM signatures WHERE signature = ?", (sig,))
+            log.warning("webhook.refusal_failed", correlation_id=incoming.melding_id, error=type(exc).__name__)
+            return _error(503, "the hub cannot take the refusal right now; try again later")
+        return JSONResponse({"result": "refused", "melding_id": incoming.melding_id}, status_code=202)

@@ -1,6 +1,10 @@
 """The webhook adapter's own state (SQLite): which meldingen were delivered (so a redelivery does
 not POST again), the channel to report back to, the status the citizen was last told, and the
-signatures accepted within the replay window. No personal data."""
+signatures accepted within the replay window. No personal data in these tables.
+
+The consumed record of each filed melding is kept too (``kept_records``, :mod:`adapters.refusals`),
+so a refusal can give it back unchanged: it holds the reporter's contact details as the hub sent
+them (encrypted when the hub protects them) and is deleted on hand-over or a final status."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 from adapters.base import open_store
+from adapters.refusals import KeptRecords
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -30,6 +35,8 @@ CREATE INDEX IF NOT EXISTS signatures_t ON signatures (t);
 class Store:
     def __init__(self, path: Path | str) -> None:
         self.db = open_store(path, SCHEMA)
+        self.kept = KeptRecords(self.db)
+        """The consumed records (for a refusal) and which meldingen were handed over."""
 
     def close(self) -> None:
         self.db.close()
@@ -60,6 +67,8 @@ class Store:
             "UPDATE deliveries SET oslo_status = ?, status_text = ? WHERE melding_id = ? AND oslo_status = ?",
             (new, text, melding_id, expected),
         )
+        if cur.rowcount == 1:
+            self.kept.settled(melding_id, new)
         return cur.rowcount == 1
 
     def accept_signature(self, signature: str, t: int, forget_before: int) -> bool:

@@ -35,7 +35,8 @@ from hub.status import INGEDIEND, STATUSES, TOEGEWEZEN, Status, default_descript
 SIGNATURE_HEADER = "X-Meldingen-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 EVENT_HEADER = "X-Meldingen-Event"
-FIELDS = frozenset({"melding_id", "status", "beschrijving", "statusdatum"})
+FIELDS = frozenset({"melding_id", "status", "beschrijving", "statusdatum", "actie", "reden"})
+REFUSAL_REASON_MAX = 300
 
 
 class BadSignature(ValueError):
@@ -96,11 +97,19 @@ class Incoming:
     when: datetime | None
 
 
+@dataclass(frozen=True)
+class IncomingRefusal:
+    """The system says "not ours": ``{"melding_id": …, "actie": "weigeren", "reden": "…"}``."""
+
+    melding_id: str
+    reason: str
+
+
 class BadStatus(ValueError):
     """The body is not a status change this adapter accepts (the reason says why)."""
 
 
-def parse_incoming(doc: Any, config: Config, now: datetime) -> Incoming:
+def parse_incoming(doc: Any, config: Config, now: datetime) -> Incoming | IncomingRefusal:
     if not isinstance(doc, dict):
         raise BadStatus("the body is a JSON object")
     unknown = sorted(set(doc) - FIELDS)
@@ -113,6 +122,10 @@ def parse_incoming(doc: Any, config: Config, now: datetime) -> Incoming:
         melding_id = None
     if melding_id is None:
         raise BadStatus("melding_id: the melding's id (a UUID) is required")
+    if "actie" in doc:
+        return _refusal(doc, melding_id, config)
+    if "reden" in doc:
+        raise BadStatus(f"reden: only with \"actie\": \"{config.refusal_action}\"")
     word = doc.get("status")
     if not isinstance(word, str) or word.strip().lower() not in config.statuses:
         raise BadStatus(f"status: one of {', '.join(sorted(config.statuses))}")
@@ -133,6 +146,19 @@ def parse_incoming(doc: Any, config: Config, now: datetime) -> Incoming:
     return Incoming(melding_id, STATUSES[config.statuses[word.strip().lower()]], clean or None, when)
 
 
+def _refusal(doc: dict[str, Any], melding_id: str, config: Config) -> IncomingRefusal:
+    if config.refusal_action is None or doc.get("actie") != config.refusal_action:
+        allowed = f'"{config.refusal_action}"' if config.refusal_action else "none (refusals are switched off)"
+        raise BadStatus(f"actie: the only action is {allowed}")
+    extra = sorted(set(doc) - {"melding_id", "actie", "reden"})
+    if extra:
+        raise BadStatus(f"a refusal has melding_id, actie and reden only, not {', '.join(extra)}")
+    reason = doc.get("reden")
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > REFUSAL_REASON_MAX:
+        raise BadStatus(f"reden: why the melding is not yours, one line of at most {REFUSAL_REASON_MAX} characters")
+    return IncomingRefusal(melding_id, " ".join(reason.split()))
+
+
 def text_for(st: Status, config: Config, text: str | None) -> str:
     return text or config.status_texts.get(st.notation) or default_description(st)
 
@@ -142,7 +168,9 @@ def delivered_text(authority_name: str, config: Config) -> str:
 
 
 def status_mapping(config: Config) -> StatusMapping:
-    return StatusMapping(vendor="Webhook", to_oslo=dict(config.statuses), vendor_statuses=sorted(config.statuses))
+    how = f'inbound {{"actie": "{config.refusal_action}", "reden": …}}' if config.refusal_action else None
+    return StatusMapping(vendor="Webhook", to_oslo=dict(config.statuses), vendor_statuses=sorted(config.statuses),
+                         refusal_how=how)
 
 
 def check(config: Config) -> list[str]:

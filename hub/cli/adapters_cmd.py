@@ -119,6 +119,15 @@ def check(
             for vendor_status, notation in mapping.to_oslo.items():
                 table.add_row(vendor_status, str(STATUSES[notation]) if notation in STATUSES else "(no change)")
             console.print(table)
+    refusals = registry.refusals(configured)
+    if verbose:
+        table = Table(title='Refusal ("not ours" → meldingen.refusals, re-routed by the hub)', title_justify="left")
+        for col in ("adapter", "how the system says it", "reason sent"):
+            table.add_column(col)
+        for aid, rows in refusals.items():
+            for how, reason in rows or [("(none: the system cannot refuse)", "—")]:
+                table.add_row(aid, how, reason)
+        console.print(table)
     problems = registry.check(configured, reg)
     total = 0
     for name, found in problems.items():
@@ -129,6 +138,9 @@ def check(
                 console.print(f"    - {p}")
         else:
             console.print(f"[green]✓[/] {name}")
+        if name in refusals:
+            ways = "; ".join(how for how, _ in refusals[name]) or "none configured (the system cannot say 'not ours')"
+            console.print(f"    refusal: {ways}")
     if total:
         console.print(f"{total} problem(s)")
         raise typer.Exit(1)

@@ -275,3 +275,51 @@ async def test_forged_expired_and_unknown_links_and_broker_trouble(tmp_path: Pat
     down = FormHarness(tmp_path / "down", fail=True)
     response = await down.call("POST", down.path, {"status": "133"})
     assert response.status_code == 503 and down.store.get(down.mid)["oslo_status"] == "557"  # type: ignore[index]
+
+
+# -- refusal: "niet onze bevoegdheid" on the status form ----------------------------------------------
+class Published:
+    """Stands in for the broker side of adapters.loop.Publisher: what the app produced, acknowledged."""
+
+    def __init__(self) -> None:
+        self.outputs: list[Any] = []
+
+    async def publish(self, outputs: Any) -> None:
+        self.outputs += list(outputs)
+
+
+async def test_the_receiver_gives_a_melding_back_as_not_ours(tmp_path: Path, feed: DemoFeed) -> None:
+    from adapters.loop import refuser
+    from tests.adapters.refusal_check import assert_one_refusal, owner_record
+
+    with SmtpStandIn() as smtp:
+        h = Harness(tmp_path, smtp.port)
+        record = owner_record(_routed(feed), "lendelede")
+        mid = record.key.decode()  # type: ignore[union-attr]
+        await h.deliver(record)
+        link = status_link(smtp.for_melding(mid)[0])
+    published = Published()
+    reported: list[Any] = []
+
+    async def report(*args: Any) -> None:
+        reported.append(args)
+
+    app = StatusApp(h.config, h.store, KEY, report, LENDELEDE, refuse=refuser(h.worker, published)).app()  # type: ignore[arg-type]
+    path = urlsplit(link).path.removeprefix("/email-lendelede")
+
+    async def call(method: str, data: dict[str, str] | None = None) -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            return await client.request(method, path, data=data)
+
+    page = await call("GET")
+    assert 'value="weigeren"' in page.text and "Niet onze bevoegdheid" in page.text and 'name="reden"' in page.text
+    no_reason = await call("POST", {"status": "weigeren", "reden": "  "})
+    assert no_reason.status_code == 400 and published.outputs == []
+    done = await call("POST", {"status": "weigeren", "reden": "Privé-terrein van de NMBS, zie jan@nmbs.example"})
+    assert done.status_code == 200 and "teruggegeven aan Meldingen Hub" in done.text
+    refusal = assert_one_refusal(published.outputs, record, "lendelede")
+    assert refusal.reason.startswith("Privé-terrein van de NMBS") and "jan@nmbs.example" not in refusal.reason
+    assert reported == [], "no status for the citizen: the hub tells them who handles it next"
+    assert (await call("GET")).status_code == 410
+    assert (await call("POST", {"status": "133"})).status_code == 410 and reported == []
+    assert len(published.outputs) == 1

@@ -320,3 +320,29 @@ async def test_a_change_the_life_cycle_forbids_is_a_dead_letter(tmp_path: Path, 
     assert dict(out.headers)[Header.ORIGINAL_TOPIC] == b"signalen-poll:signalen-test"
     assert h.store.get(mid)["oslo_status"] == "250"  # type: ignore[index]
     assert await h.poll() == []
+
+
+# -- refusal: "not ours" in Signalen ----------------------------------------------------------------
+async def test_a_tenants_hand_over_state_gives_the_melding_back_to_the_hub(tmp_path: Path, feed: DemoFeed) -> None:
+    from adapters.signalen.config import DEFAULT_STATES
+    from tests.adapters.refusal_check import assert_one_refusal, owner_record
+
+    assert "forward to external" not in _config().refusal_states, "Signalen has no 'not ours' state by default"
+    problems = "\n".join(t.check(_config(refusal_states={"forward to external": None})))
+    assert "'forward to external' maps to 496: a refusal is never reported as a status" in problems
+
+    h = Harness(tmp_path, states={**DEFAULT_STATES, "forward to external": None},
+                refusal_states={"forward to external": None})
+    assert t.check(h.config) == []
+    record = owner_record(_routed(feed), "menen")
+    mid = record.key.decode()  # type: ignore[union-attr]
+    await h.deliver(record)
+    h.standin.set_state(mid, "b")
+    (out,) = await h.poll()
+    assert _change(out).status.notation == "496"
+    h.standin.set_state(mid, "forward to external", text="Doorgezet naar Fluvius, tel 0470 12 34 56", send_email=True)
+    refusal = assert_one_refusal(await h.poll(), record, "menen")
+    assert refusal.reason == "Stad Menen is niet bevoegd (status 'Doorgezet naar extern' in haar systeem)"
+    assert "0470" not in refusal.reason, "the operator's free text never travels with the refusal"
+    h.standin.set_state(mid, "o")
+    assert await h.poll() == [], "handed over: no longer followed"

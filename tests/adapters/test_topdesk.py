@@ -245,3 +245,60 @@ def test_retry_policy_is_bounded() -> None:
     policy = RetryPolicy(max_attempts=5, base_delay_s=1, max_delay_s=30)
     assert all(policy.delay(n) <= 30 for n in range(1, 20))
     assert policy.delay(3, retry_after=120) == 30
+
+
+# -- refusal: "not ours" in TOPdesk -----------------------------------------------------------------
+def test_check_reports_refusal_statuses_that_cannot_work() -> None:
+    bad = _config(refusal_statuses={"Rejected": None, "Overgedragen": "x"})
+    problems = "\n".join(t.check(bad))
+    assert "refusal status 'Rejected' maps to 475: a refusal is never reported as a status" in problems
+    assert "refusal status 'Overgedragen' is not a status" in problems
+    good = _config(processing_statuses={**t.status_mapping(_config()).to_oslo, "Niet bevoegd": None},
+                   refusal_statuses={"Niet bevoegd": None})
+    assert t.check(good) == []
+    assert t.status_mapping(good).refusal_rows() == [("TOPdesk status 'Niet bevoegd'", "(default: names the status)")]
+
+
+async def test_not_ours_in_topdesk_gives_the_melding_back_to_the_hub_once(tmp_path: Path, feed: DemoFeed) -> None:
+    from tests.adapters.refusal_check import assert_one_refusal, owner_record
+
+    h = Harness(tmp_path, processing_statuses={**t.status_mapping(_config()).to_oslo, "Niet bevoegd": None},
+                refusal_statuses={"Niet bevoegd": "Gewestweg: bevoegdheid van AWV"})
+    record = owner_record(_routed(feed), "kortrijk")
+    mid = record.key.decode()  # type: ignore[union-attr]
+    await h.deliver(record)
+    h.standin.set_status(mid, "Niet bevoegd")
+    outputs = await h.poll()
+    refusal = assert_one_refusal(outputs, record, "kortrijk")
+    assert refusal.reason == "Gewestweg: bevoegdheid van AWV"
+    assert h.store.kept.handed_over(mid) and h.store.kept.get(mid) is None, "handed over; its bytes no longer kept"
+    # handed over: no longer followed — a later change in TOPdesk reaches nobody, no second refusal
+    h.standin.set_status(mid, "Completed")
+    assert await h.poll() == []
+    h.standin.set_status(mid, "Niet bevoegd")
+    assert await h.poll() == []
+    assert h.store.get(mid)["oslo_status"] == "557"  # type: ignore[index]
+
+
+async def test_a_refusal_not_acknowledged_is_produced_again_and_a_lost_record_is_a_dead_letter(tmp_path: Path, feed: DemoFeed) -> None:
+    from tests.adapters.refusal_check import owner_record
+
+    h = Harness(tmp_path, processing_statuses={**t.status_mapping(_config()).to_oslo, "Niet bevoegd": None},
+                refusal_statuses={"Niet bevoegd": None})
+    record = owner_record(_routed(feed), "kortrijk")
+    mid = record.key.decode()  # type: ignore[union-attr]
+    await h.deliver(record)
+    h.standin.set_status(mid, "Niet bevoegd")
+    emit = await h.worker.poll_once()  # the broker never acknowledged it: nothing is marked
+    assert [o.topic for o in emit.outputs] == ["meldingen.refusals"]
+    (again,) = await h.poll()
+    assert again.topic == "meldingen.refusals" and b"Stad Kortrijk is niet bevoegd" in dict(again.headers)["refusal-reason"]
+
+    # a melding filed before records were kept: the refusal cannot be built exactly → a dead letter for an admin
+    other = owner_record(_routed(feed), "kortrijk")
+    oid = other.key.decode()  # type: ignore[union-attr]
+    await h.deliver(other)
+    h.store.db.execute("DELETE FROM kept_records WHERE melding_id = ?", (oid,))
+    h.standin.set_status(oid, "Niet bevoegd")
+    (out,) = await h.poll()
+    assert out.topic == DEADLETTER and dict(out.headers)[Header.ERROR_CLASS] == b"not-a-refusal"

@@ -215,3 +215,48 @@ async def test_the_inbound_endpoint_refuses_what_it_must(tmp_path: Path) -> None
     assert (await down.post(body, signature)).status_code == 503
     down.fail = False
     assert (await down.post(body, signature)).status_code == 202, "a 503 releases the signature for a retry"
+
+
+# -- refusal: the system says "not ours" -----------------------------------------------------------
+class Published:
+    def __init__(self) -> None:
+        self.outputs: list[Any] = []
+
+    async def publish(self, outputs: Any) -> None:
+        self.outputs += list(outputs)
+
+
+async def test_a_signed_refusal_gives_the_melding_back_to_the_hub(tmp_path: Path, feed: DemoFeed) -> None:
+    from adapters.loop import refuser
+    from tests.adapters.refusal_check import assert_one_refusal, owner_record
+
+    h = Harness(tmp_path)
+    record = owner_record(_routed(feed), "imog")
+    mid = record.key.decode()  # type: ignore[union-attr]
+    await h.deliver(record)
+    published, reported = Published(), []
+
+    async def report(*args: Any) -> None:
+        reported.append(args)
+
+    app = InboundApp(h.config, h.store, KEY, report, IMOG, refuse=refuser(h.worker, published)).app()  # type: ignore[arg-type]
+
+    async def post(doc: dict[str, Any]) -> httpx.Response:
+        body = json.dumps(doc).encode()
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            return await client.post("/webhook/status", content=body,
+                                     headers={"Content-Type": "application/json", "X-Meldingen-Signature": sign(KEY, body)})
+
+    for bad in ({"melding_id": mid, "actie": "weigeren"}, {"melding_id": mid, "actie": "doorsturen", "reden": "x"},
+                {"melding_id": mid, "actie": "weigeren", "reden": "x", "status": "opgelost"},
+                {"melding_id": mid, "status": "opgelost", "reden": "x"}):
+        assert (await post(bad)).status_code == 422, bad
+    response = await post({"melding_id": mid, "actie": "weigeren", "reden": "Geen sluikstort: privéterrein (bel 056 12 34 56)"})
+    assert response.status_code == 202 and response.json() == {"result": "refused", "melding_id": mid}
+    refusal = assert_one_refusal(published.outputs, record, "imog")
+    assert refusal.reason.startswith("Geen sluikstort: privéterrein") and "56 12 34" not in refusal.reason
+    assert reported == []
+    assert (await post({"melding_id": mid, "status": "opgelost"})).status_code == 410
+    assert (await post({"melding_id": mid, "actie": "weigeren", "reden": "nogmaals"})).status_code == 410
+    assert len(published.outputs) == 1
+    assert "weigeren" in t.status_mapping(h.config).refusal_how  # type: ignore[operator]

@@ -14,6 +14,7 @@ import base64
 import copy
 import json
 import threading
+import time
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -48,6 +49,12 @@ class TopdeskStandIn:
         self.lose_create_responses = 0
         """Creates whose answer is lost (the incident exists, the client sees a 502)."""
         self.rejections: list[str] = []
+        self.requests = 0
+        """Every request received (also those answered with a fault)."""
+        self.down: int | None = None
+        """While set: every request is answered with this HTTP status (an outage)."""
+        self.slow_s = 0.0
+        """While > 0: every request is handled after this delay (a slow TOPdesk; real server only)."""
         self._lock = threading.Lock()
         self._last = datetime.now(UTC) - timedelta(seconds=1)
         self._template = json.loads(EXAMPLE.read_text(encoding="utf-8"))
@@ -72,6 +79,13 @@ class TopdeskStandIn:
 
     # -- the API ----------------------------------------------------------------------------------
     def handle(self, method: str, url: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        with self._lock:
+            self.requests += 1
+            down, slow = self.down, self.slow_s
+        if down is not None:
+            return down, {"Content-Type": "application/json"}, json.dumps([{"message": "outage"}]).encode()
+        if slow > 0:
+            time.sleep(slow)  # the request is still handled: a create may succeed after the client gave up
         with self._lock:
             fault = self.faults.pop(0) if self.faults else None
             if fault == "timeout":
