@@ -353,14 +353,18 @@ class Pipeline:
 
     def _readable(self, doc: dict[str, Any], record: Record) -> dict[str, Any]:
         """A refused melding with encrypted contact details, decrypted with the hub's wrap of its
-        key (header ``melding-key``) so they can be encrypted anew for the next owner only."""
+        key (header ``melding-key``) so they can be encrypted anew for the next owner only. Without
+        a key record (the contact details were erased; ``meldhub gdpr erase``) or with a key
+        tombstoned for the hub, it goes on without them: they are unrecoverable anyway."""
         if not privacy.is_protected(doc):
             return doc
         raw = record.header(Header.MELDING_KEY)
-        if self.keyring is None or not raw:
+        if not raw:  # erased (the owner's adapter found no key record): on without them
+            return privacy.reveal(doc, {})
+        if self.keyring is None:
             raise NotARefusal(
-                "the refused melding has encrypted contact details but no readable key record "
-                f"(header {Header.MELDING_KEY}): the next owner could not read them"
+                "the refused melding has encrypted contact details and a key record, but this hub has no "
+                "key to re-encrypt them (MELDHUB_PROTECT_CONTACT_DETAILS is off)"
             )
         try:
             key_record = json.loads(raw)
