@@ -426,7 +426,9 @@ def topic_examples(registry: Registry | None = None) -> dict[str, str]:
     registry = registry or Registry.load()
     index = MunicipalityIndex.load()
     router = Router(registry, index)
-    pipeline = Pipeline(ShaclValidator(), router)
+    from datetime import datetime
+
+    pipeline = Pipeline(ShaclValidator(), router, clock=lambda: datetime.fromisoformat(FIXED_REFUSED_AT))
     feed = DemoFeed(registry, index, seed=2026)
     files: dict[str, str] = {}
 
@@ -459,8 +461,6 @@ def topic_examples(registry: Registry | None = None) -> dict[str, str]:
             emit(INBOUND, record(doc, "meldingsapp-kortrijk").value, out.key, record(doc, "meldingsapp-kortrijk").headers)
 
     # an owner's refusal, what the hub makes of it, and the citizen's status event
-    from datetime import datetime
-
     from hub.refusal import refusal_output
 
     imog_doc = _example_for("imog", feed, router, registry)

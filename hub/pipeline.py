@@ -9,6 +9,7 @@ commits offsets, and every decision here is testable without a broker.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -301,12 +302,14 @@ class Pipeline:
         max_bytes: int = MAX_MESSAGE_BYTES,
         keyring: privacy.KeyRing | None = None,
         max_route_hops: int = refusal.DEFAULT_MAX_HOPS,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.validator = validator
         self.router = router
         self.max_bytes = max_bytes
         self.keyring = keyring
         self.max_route_hops = max_route_hops
+        self.clock = clock
 
     def process(self, record: Record) -> Outcome:
         if record.topic == REFUSALS:
@@ -344,7 +347,9 @@ class Pipeline:
                 output, extra = forward(record, melding, decision, self.keyring, rfs.history)
             else:
                 output, extra = triage(record, melding, rfs, why, self.keyring)
-            status = _handover_status(record, melding.melding_id, rfs, decision)
+            # the hand-over happens now: never dated before a status the owner reported earlier
+            when = max(rfs.refused_at, self.clock())
+            status = _handover_status(record, melding.melding_id, when, decision)
             return Outcome(output, melding.melding_id, decision, extra + status, refusal=rfs, reason=why or None)
         except HubError as error:
             return self._dead(record, error, doc)
@@ -388,7 +393,7 @@ class Pipeline:
 
 
 def _handover_status(
-    record: Record, melding_id: str, rfs: refusal.Refusal, decision: RouteDecision | None
+    record: Record, melding_id: str, when: datetime, decision: RouteDecision | None
 ) -> tuple[Output, ...]:
     """``Toegewezen aan`` for the citizen's channel: who has the melding now (never the owner's
     free-text reason, which is written for civil servants). No ``source`` header: no channel to tell."""
@@ -403,6 +408,6 @@ def _handover_status(
     else:
         door = refusal.TRIAGE_AGENT
         text = "Uw melding wordt door de regionale triagedienst bekeken om de juiste behandelaar te vinden."
-    change = StatusChange.create(melding_id, TOEGEWEZEN, door, text, statusdatum=rfs.refused_at)
+    change = StatusChange.create(melding_id, TOEGEWEZEN, door, text, statusdatum=when)
     headers = change.kafka_headers(source=source, reported_by="hub")
     return (Output(STATUS, melding_id.encode(), change.to_bytes(), headers),)

@@ -143,7 +143,7 @@ def read_refusal(headers: Headers, now: datetime | None = None) -> Refusal:
         authority=refused_by,
         rule=h.get(Header.RULE_ID, ""),
         ruleset_version=h.get(Header.RULESET_VERSION, ""),
-        refused_at=when.isoformat(timespec="seconds"),
+        refused_at=when.isoformat(timespec="milliseconds"),
         reason=one_line(h.get(Header.REFUSAL_REASON, "")) or "geen reden opgegeven",
     )
     history = parse_history(h.get(Header.ROUTE_HISTORY))
@@ -175,7 +175,7 @@ def refusal_output(
     added: Headers = (
         (Header.REFUSED_BY, refused_by.encode()),
         (Header.REFUSAL_REASON, one_line(reason).encode("utf-8")),
-        (Header.REFUSED_AT, when.isoformat(timespec="seconds").encode()),
+        (Header.REFUSED_AT, when.isoformat(timespec="milliseconds").encode()),
     )
     if key_record is not None:
         added += ((Header.MELDING_KEY, json.dumps(key_record, separators=(",", ":")).encode()),)

@@ -30,7 +30,8 @@ from hub.demo_run import HubProcess, meldhub_executable
 from hub.geo import MunicipalityIndex
 from hub.kafka_io import collect, produce
 from hub.kafka_local import free_port
-from hub.topics import authority_topic
+from hub.refusal import parse_history
+from hub.topics import TRIAGE, Header, authority_topic
 from tests.adapters.topdesk_standin import TopdeskStandIn
 
 pytestmark = pytest.mark.kafka
@@ -104,12 +105,17 @@ def _adapters_yaml(path: Path, port: int, topdesk_url: str) -> Path:
                 "poll_overlap_s": 5,
                 "timeout_s": 5,
                 "retry": {"max_attempts": 4, "base_delay_s": 0.2, "max_delay_s": 1},
-                "processing_statuses": {"Geregistreerd": "557", "In behandeling": "496", "Opgelost": "133", "Gesloten": "956"},
+                "processing_statuses": {
+                    "Geregistreerd": "557", "In behandeling": "496", "Opgelost": "133", "Gesloten": "956",
+                    "Niet bevoegd": None,
+                },
+                "refusal_statuses": {"Niet bevoegd": "Privéweg: niet voor de stad"},
                 "new_incident_status": "Geregistreerd",
                 "workflow": {
-                    "Geregistreerd": ["In behandeling", "Opgelost", "Gesloten"],
-                    "In behandeling": ["Opgelost", "Gesloten"],
+                    "Geregistreerd": ["In behandeling", "Opgelost", "Niet bevoegd", "Gesloten"],
+                    "In behandeling": ["Opgelost", "Niet bevoegd", "Gesloten"],
                     "Opgelost": ["Gesloten"],
+                    "Niet bevoegd": ["Gesloten"],
                     "Gesloten": [],
                 },
                 "categories": {"wegdefect": {"category": {"name": "Openbaar domein"}, "subcategory": {"name": "Wegen"}}},
@@ -223,6 +229,21 @@ def test_open311_to_topdesk_and_the_status_back_to_the_citizen(kafka_bootstrap: 
         rid2 = second.json()[0]["service_request_id"]
         _eventually(lambda: standin.by_external(rid2), 60, "the second incident")
         _eventually(lambda: (r := _request(base, rid2)) and r["status_notes"] and r, 30, "Toegewezen aan (2)")
+
+        # "not ours": the operator hands the second melding back; Kortrijk was its only candidate, so
+        # the hub sends it to the region's triage topic and the citizen is told so
+        standin.set_status(rid2, "Niet bevoegd")
+        triaged = _eventually(
+            lambda: asyncio.run(collect(kafka_bootstrap, [TRIAGE], {rid2}, timeout=2, settle=0)), 60, "the triage record"
+        )
+        (record,) = triaged
+        (hop,) = parse_history(record.headers[Header.ROUTE_HISTORY])
+        assert (hop.authority, hop.reason) == ("kortrijk", "Privéweg: niet voor de stad")
+        told = _eventually(
+            lambda: (r := _request(base, rid2)) and "triagedienst" in (r["status_notes"] or "") and r, 30,
+            "the citizen told about triage",
+        )
+        assert told["status"] == "open"
 
         time.sleep(1.0)  # give a wrongful second create the chance to happen
         assert standin.creates[rid] == 1 and len(standin.by_external(rid)) == 1
