@@ -116,6 +116,36 @@ class AuthorityConfig(AdapterConfig):
     pause: PauseSettings = Field(default_factory=PauseSettings)
 
 
+class InboundLimits(BaseModel):
+    """Rate limits of an adapter's own HTTP door (status links, signed webhooks): per peer address,
+    requests in general and failed authentications (bad signature or link), after which that
+    address is answered 429 before anything is checked (:mod:`hub.ratelimit`)."""
+
+    rate_limit_requests: str = "120/minute"
+    rate_limit_auth_failures: str = "20/hour"
+
+    @field_validator("rate_limit_requests", "rate_limit_auth_failures")
+    @classmethod
+    def _limit(cls, v: str) -> str:
+        from hub.ratelimit import parse_limit
+
+        parse_limit(v)
+        return v
+
+    def limiter(self) -> Any:
+        from hub.ratelimit import RateLimiter
+
+        return RateLimiter({"requests": self.rate_limit_requests, "auth-failure": self.rate_limit_auth_failures})
+
+
+def door_verdict(limiter: Any, peer: str) -> int | None:
+    """Seconds to wait when ``peer`` is over a limit of its door (count the request), else None."""
+    if not limiter.test("auth-failure", peer):
+        return limiter.retry_after("auth-failure", peer)
+    verdict = limiter.hit("requests", peer)
+    return None if verdict.allowed else verdict.retry_after_s
+
+
 class MissingSecret(RuntimeError):
     """A secret's environment variable is not set (the message names it, never a value)."""
 

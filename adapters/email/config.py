@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from adapters.base import AuthorityConfig, check_notation, secret
+from adapters.base import AuthorityConfig, check_notation, secret, InboundLimits
 from hub.categories import by_slug
 
 VENDOR = "email"
@@ -33,7 +33,7 @@ def _check_address(value: str) -> str:
     return value
 
 
-class Config(AuthorityConfig):
+class Config(AuthorityConfig, InboundLimits):
     vendor: Literal["email"] = "email"
 
     recipients: list[str] = Field(min_length=1)

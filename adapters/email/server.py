@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from adapters.base import door_verdict
 from adapters.email import translate as t
 from adapters.email.config import Config
 from adapters.email.store import Store
@@ -76,6 +77,7 @@ class StatusApp:
         self.door = door
         self.clock = clock
         self._lock = asyncio.Lock()
+        self.limiter = config.limiter()
 
     def app(self) -> Starlette:
         return Starlette(routes=[
@@ -83,17 +85,25 @@ class StatusApp:
             Route("/health", lambda _: PlainTextResponse("ok"), methods=["GET"]),
         ])
 
-    def _melding(self, token: str) -> tuple[str | None, Response | None]:
+    def _melding(self, token: str, peer: str) -> tuple[str | None, Response | None]:
         try:
             melding_id, _ = t.verify(token, self.key, self.config.id, self.clock())
         except t.LinkExpired:
             return None, _page("Link verlopen", "<p>Deze link is verlopen. Vraag een nieuwe aan bij Meldingen Hub.</p>", 410)
         except t.LinkInvalid:
+            self.limiter.hit("auth-failure", peer)  # guessing links is cut off per address
             return None, _page("Ongeldige link", "<p>Deze link is niet geldig.</p>", 403)
         return melding_id, None
 
     async def status(self, request: Request) -> Response:
-        melding_id, problem = self._melding(request.path_params["token"])
+        peer = request.client.host if request.client else "unknown"
+        wait = door_verdict(self.limiter, peer)
+        if wait is not None:
+            log.warning("email.rate_limited", retry_after_s=wait)
+            response = _page("Te veel verzoeken", f"<p>Te veel verzoeken. Probeer opnieuw over {wait} seconden.</p>", 429)
+            response.headers["Retry-After"] = str(wait)
+            return response
+        melding_id, problem = self._melding(request.path_params["token"], peer)
         if problem is not None:
             return problem
         assert melding_id is not None

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from adapters.base import AuthorityConfig, check_notation, secret
+from adapters.base import AuthorityConfig, check_notation, secret, InboundLimits
 
 VENDOR = "webhook"
 ROLE = "authority"
@@ -37,7 +37,7 @@ DEFAULT_STATUSES: dict[str, str] = {
 hyphens). Ingediend (511) is not among them: it is the citizen's submission."""
 
 
-class Config(AuthorityConfig):
+class Config(AuthorityConfig, InboundLimits):
     vendor: Literal["webhook"] = "webhook"
 
     url: str = Field(pattern=r"^https?://")

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
+from adapters.base import door_verdict
 from adapters.webhook import translate as t
 from adapters.webhook.config import Config
 from adapters.webhook.store import Store
@@ -49,6 +50,7 @@ class InboundApp:
         self.door = door
         self.clock = clock
         self._lock = asyncio.Lock()
+        self.limiter = config.limiter()
 
     def app(self) -> Starlette:
         return Starlette(routes=[
@@ -57,6 +59,13 @@ class InboundApp:
         ])
 
     async def receive(self, request: Request) -> JSONResponse:
+        peer = request.client.host if request.client else "unknown"
+        wait = door_verdict(self.limiter, peer)
+        if wait is not None:
+            log.warning("webhook.rate_limited", retry_after_s=wait)
+            response = _error(429, f"too many requests or bad signatures from this address; retry after {wait} s")
+            response.headers["Retry-After"] = str(wait)
+            return response
         limit = self.config.max_body_bytes
         body = b""
         async for chunk in request.stream():
@@ -67,6 +76,7 @@ class InboundApp:
         try:
             ts, sig = t.verify(request.headers.get(t.SIGNATURE_HEADER), self.key, body, now, self.config.tolerance_s)
         except t.BadSignature as e:
+            self.limiter.hit("auth-failure", peer)
             log.warning("webhook.bad_signature", reason=str(e))
             return _error(401, f"signature refused: {e}")
         if not self.store.accept_signature(sig, ts, int(now.timestamp()) - 2 * self.config.tolerance_s):

@@ -323,3 +323,12 @@ async def test_the_receiver_gives_a_melding_back_as_not_ours(tmp_path: Path, fee
     assert (await call("GET")).status_code == 410
     assert (await call("POST", {"status": "133"})).status_code == 410 and reported == []
     assert len(published.outputs) == 1
+
+
+async def test_guessing_status_links_is_cut_off_per_address(tmp_path: Path) -> None:
+    h = FormHarness(tmp_path)
+    h.app = StatusApp(h.config.model_copy(update={"rate_limit_auth_failures": "2/hour"}), h.store, KEY, h.report,
+                      LENDELEDE, clock=lambda: h.now).app()  # fmt: skip
+    assert [(await h.call("GET", h.path[:-2] + g)).status_code for g in ("xx", "yy")] == [403, 403]
+    blocked = await h.call("GET", h.path)  # even the right link, from that address, for a while
+    assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) >= 1 and "Te veel verzoeken" in blocked.text

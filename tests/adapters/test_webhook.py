@@ -260,3 +260,20 @@ async def test_a_signed_refusal_gives_the_melding_back_to_the_hub(tmp_path: Path
     assert (await post({"melding_id": mid, "actie": "weigeren", "reden": "nogmaals"})).status_code == 410
     assert len(published.outputs) == 1
     assert "weigeren" in t.status_mapping(h.config).refusal_how  # type: ignore[operator]
+
+
+async def test_the_inbound_endpoint_is_rate_limited_per_address(tmp_path: Path) -> None:
+    """Bad signatures count per address: after the limit even a good one gets 429 (guessing the
+    key is cut off); plain request floods get 429 with Retry-After too."""
+    h = Inbound(tmp_path)
+    h.app = InboundApp(h.config.model_copy(update={"rate_limit_auth_failures": "2/hour"}), h.store, KEY, h.report, IMOG).app()
+    body = status_body(h.mid, "in-behandeling")
+    assert [(await h.post(body, sign(b"guess", body))).status_code for _ in range(2)] == [401, 401]
+    blocked = await h.post(body)
+    assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) >= 1 and h.reported == []
+
+    flood = Inbound(tmp_path / "flood")
+    flood.app = InboundApp(flood.config.model_copy(update={"rate_limit_requests": "2/minute"}), flood.store, KEY,
+                           flood.report, IMOG).app()  # fmt: skip
+    codes = [(await flood.post(status_body(flood.mid, s))).status_code for s in ("in-behandeling", "opgelost", "afgerond")]
+    assert codes == [202, 202, 429] and len(flood.reported) == 2
