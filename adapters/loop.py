@@ -42,7 +42,7 @@ from hub import logs, metrics
 from hub.deadletters import DestinationGate, PausePolicy, Verdict
 from hub.errors import BugError, HubError
 from hub.jsonld import decode_json
-from hub.kafka_admin import ensure_topics
+from hub.kafka_admin import ensure_topics, raise_message_size_limits
 from hub.kafka_auth import client_kwargs
 from hub.melding import Melding, text_of
 from hub.pipeline import Output, Record, dead_letter
@@ -374,9 +374,12 @@ AppFactory = Callable[[Any, Publisher], Any]
 async def ensure_authority_topics(runtime: Runtime, authority: str) -> None:
     from hub.settings import HubSettings
 
-    big = {"max.message.bytes": str(HubSettings().topic_max_message_bytes)}
+    limit = HubSettings().topic_max_message_bytes
+    big = {"max.message.bytes": str(limit)}
     await ensure_topics(runtime.bootstrap_servers, [authority_topic(authority), STATUS, DEADLETTER, REFUSALS],
                         partitions=runtime.partitions, configs={DEADLETTER: big, REFUSALS: big})
+    # a melding near the hub's size limit must fit in a dead letter or a refusal, whoever made the topic
+    await asyncio.to_thread(raise_message_size_limits, runtime.bootstrap_servers, {DEADLETTER: limit, REFUSALS: limit})
 
 
 def authority_consumer(config: AuthorityConfig, runtime: Runtime) -> AIOKafkaConsumer:

@@ -111,3 +111,45 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeou
         if time.monotonic() > deadline:
             raise TimeoutError(f"topics without a partition leader after {timeout:.0f}s: {', '.join(pending)}")
         await asyncio.sleep(0.1)
+
+
+def raise_message_size_limits(bootstrap: str, wanted: Mapping[str, int], timeout: float = 30.0) -> dict[str, int]:
+    """Make sure each topic in ``wanted`` accepts records of at least that many bytes
+    (``max.message.bytes``); returns the topics it raised, old value → new.
+
+    Why: whoever creates a topic first decides its configuration, and :func:`ensure_topics` never
+    changes an existing topic. If an adapter (or an operator) created ``meldingen.deadletter``
+    with the broker default, an oversized melding's dead letter would be refused by the broker,
+    its transaction aborted and retried forever — the hub would stop on that partition. Raised
+    with an incremental alter (confluent-kafka), so other settings of the topic stay as they are;
+    a topic already above the limit, or missing, is left alone.
+    """
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+    from hub.kafka_auth import confluent_config
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "client.id": "meldhub-admin", **confluent_config()})
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in wanted if name in existing]
+    if not resources:
+        return {}
+    current = {r.name: f.result(timeout) for r, f in admin.describe_configs(resources, request_timeout=timeout).items()}
+    raised: dict[str, int] = {}
+    changes = []
+    for name, entries in current.items():
+        entry = entries.get("max.message.bytes")
+        have = int(entry.value) if entry is not None and entry.value else 0
+        if have < wanted[name]:
+            raised[name] = have
+            changes.append(
+                ConfigResource(
+                    ConfigResource.Type.TOPIC,
+                    name,
+                    incremental_configs=[
+                        ConfigEntry("max.message.bytes", str(wanted[name]), incremental_operation=AlterConfigOpType.SET)
+                    ],
+                )
+            )
+    for _, future in admin.incremental_alter_configs(changes, request_timeout=timeout).items() if changes else ():
+        future.result(timeout)
+    return raised

@@ -25,7 +25,7 @@ from aiokafka.structs import ConsumerRecord
 
 from hub import logs, metrics, privacy
 from hub.geo import MunicipalityIndex
-from hub.kafka_admin import ensure_topics
+from hub.kafka_admin import ensure_topics, raise_message_size_limits
 from hub.pipeline import Outcome, Pipeline, Record
 from hub.registry import Registry
 from hub.settings import HubSettings
@@ -182,6 +182,7 @@ class TransactionalLoop:
                 max_request_size=s.topic_max_message_bytes + 256 * 1024,
                 linger_ms=5,
                 retry_backoff_ms=s.producer_retry_backoff_ms,
+                transaction_timeout_ms=int(s.transaction_timeout_s * 1000),
             )
             await producer.start()  # InitProducerId: fences a zombie with the same id
             self.producers[tp] = producer
@@ -291,7 +292,11 @@ class TransactionalLoop:
 
         async def commit(tp: TopicPartition) -> None:
             await self._ensure_output_topics(t.topic for o in outcomes[tp] for t in (o.output, *o.extra))
-            await self._commit_partition(tp, batches[tp], outcomes[tp])
+            # bounded: a produce the broker keeps answering with a retriable error would otherwise
+            # hold this partition (paused) for ever; on timeout the abort path below fences the
+            # producer and the batch is read again from the committed offset
+            async with asyncio.timeout(self.settings.transaction_timeout_s):
+                await self._commit_partition(tp, batches[tp], outcomes[tp])
 
         results = await asyncio.gather(*(commit(tp) for tp in batches), return_exceptions=True)
         for tp, result in zip(batches, results, strict=True):
@@ -427,6 +432,12 @@ async def serve(settings: HubSettings) -> None:
             replication_factor=settings.replication_factor,
             configs=topics,
         )
+        # topics someone else created first may refuse what the hub must write (an oversized
+        # melding's dead letter): raise their limit rather than abort that transaction forever
+        limits = {t: int(c["max.message.bytes"]) for t, c in topics.items() if "max.message.bytes" in c}
+        raised = await asyncio.to_thread(raise_message_size_limits, settings.bootstrap_servers, limits)
+        for topic, old in raised.items():
+            log.warning("hub.topic_limit_raised", topic=topic, was=old, now=limits[topic])
     service = HubService(settings, pipeline, set(topics_for(settings, registry)))
     service.install_signal_handlers()
     await service.run()

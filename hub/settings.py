@@ -37,6 +37,9 @@ class HubSettings(BaseSettings):
     """Back-off of the transactional producers' retries. Right after a commit the coordinator
     answers the next transaction with CONCURRENT_TRANSACTIONS until its markers are written; the
     client default (100 ms) made that a 100 ms stall per partition (measured in bench/)."""
+    transaction_timeout_s: float = Field(default=60.0, gt=0)
+    """Longest a partition batch's transaction may take before it is given up (aborted by fencing
+    its producer) and the batch read again; matches the producer's transaction timeout."""
     session_timeout_ms: int = 10000
     """How long a silent worker keeps its partitions; the broker's minimum is 6000 by default."""
     log_level: str = "INFO"

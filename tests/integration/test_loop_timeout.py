@@ -1,0 +1,72 @@
+"""The transactional loop gives up a transaction that hangs, and loses and doubles nothing.
+
+A produce the broker keeps answering with a retriable error would hold a partition for ever;
+``MELDHUB_TRANSACTION_TIMEOUT_S`` bounds it: the batch's transaction is abandoned (its producer
+fenced), the batch read again from the committed offset and committed once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from hub.demo import DemoFeed
+from hub.geo import MunicipalityIndex
+from hub.kafka_io import collect, produce
+from hub.pipeline import Pipeline
+from hub.registry import Registry
+from hub.routing import Router
+from hub.kafka_admin import ensure_topics
+from hub.service import HubService, topics_for
+from hub.settings import HubSettings
+from hub.topics import DEADLETTER, authority_topic
+from hub.validation import make_validator
+
+pytestmark = pytest.mark.kafka
+
+REGISTRY = Path(__file__).parents[1] / "data" / "registry-no-layers.yaml"
+
+
+async def test_a_hanging_transaction_is_given_up_and_the_batch_committed_once(
+    kafka_bootstrap: str, kafka_topic_factory
+) -> None:  # noqa: ANN001
+    registry = Registry.load(REGISTRY)
+    index = MunicipalityIndex.load()
+    source = await kafka_topic_factory("loop-timeout", partitions=1)
+    items = DemoFeed(registry, index, seed=31).feed(40, broken_each=0)[:40]
+    await produce(kafka_bootstrap, source, ((i.key, i.value, i.headers) for i in items))
+
+    class Service(HubService):
+        input_topics = (source,)
+
+    settings = HubSettings(
+        bootstrap_servers=kafka_bootstrap, group_id=f"loop-timeout-{uuid.uuid4().hex[:8]}", transaction_timeout_s=2.0
+    )
+    await ensure_topics(kafka_bootstrap, list(topics_for(settings, registry)))
+    service = Service(settings, Pipeline(make_validator("compiled"), Router(registry, index)))
+    hangs = 0
+    real_commit = service._commit_partition
+
+    async def hang_once(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        nonlocal hangs
+        if hangs == 0:
+            hangs += 1
+            await asyncio.sleep(3600)  # the broker never answers
+        return await real_commit(*args, **kwargs)
+
+    service._commit_partition = hang_once  # type: ignore[method-assign]
+    runner = asyncio.create_task(service.run())
+    try:
+        topics = [DEADLETTER, *(authority_topic(a.id) for a in registry.authorities)]
+        wanted = {i.melding_id for i in items}
+        delivered = await collect(kafka_bootstrap, topics, wanted, timeout=90, settle=2)
+    finally:
+        service.stop()
+        await asyncio.wait_for(runner, 60)
+    assert hangs == 1, "the first transaction hung"
+    counts = Counter(d.melding_id for d in delivered)
+    assert set(counts) == wanted and set(counts.values()) == {1}, "each melding exactly once after the timeout"
