@@ -180,7 +180,7 @@ def _config(**overrides: Any) -> Config:
 
 class Harness:
     def __init__(self, tmp_path: Path, checks: tuple[Any, Any], swagger: dict[str, Any], fms: dict[str, Any],
-                 server: dict[str, Any] | None = None, api_key: str = KEY, **config: Any) -> None:
+                 server: dict[str, Any] | None = None, api_key: str = KEY, contacts: Any = None, **config: Any) -> None:
         self.server_config = ServerConfig.model_validate({
             "id": "open311-kortrijk", "indiener": KORTRIJK, "jurisdiction_id": "kortrijk.be",
             "clients": [{"name": "meldingen-hub", "api_key_env": "UNUSED"}], "base_path": "/v2",
@@ -194,11 +194,13 @@ class Harness:
         self.clock = Clock()
         self.path = tmp_path / "adapter.sqlite3"
         self.api_key = api_key
+        self.contacts = contacts
         self.worker = self._worker()
 
     def _worker(self) -> Open311OutWorker:
         client = GeoReportClient(BASE, self.api_key, self.config.jurisdiction_id, transport=self.recorder)
-        return Open311OutWorker(self.config, client, Store(self.path), KORTRIJK, "Stad Kortrijk", clock=self.clock)
+        return Open311OutWorker(self.config, client, Store(self.path), KORTRIJK, "Stad Kortrijk", clock=self.clock,
+                                contacts=self.contacts)
 
     def restart(self) -> None:
         """A new process on the same state file (after a crash or a deploy)."""
@@ -518,6 +520,35 @@ async def test_not_the_councils_responsibility_gives_the_melding_back_once(
     assert await h.poll() == [], "given back once"
     h.server_status(mid, "956", "Afgesloten.")
     assert await h.poll() == [], "handed over: no longer this authority's"
+
+
+# -- encrypted contact details (the shared loop reveals them for the owner) ------------------------------
+async def test_encrypted_contact_details_reach_the_server_decrypted_and_a_refusal_carries_the_key(
+    harness: Callable[..., Harness], feed: DemoFeed
+) -> None:
+    from tests.adapters.test_contact_details import Keys
+
+    keys = Keys("kortrijk")
+    plain = _routed(feed, anonymous=False)
+    melder = json.loads(plain.value)["melder"]
+    record = keys.protect(plain)
+    assert melder["naam"].encode() not in record.value
+    h = harness(contacts=keys.contacts, status_source="servicerequestupdates")
+    await h.deliver(record)
+    (post,) = h.recorder.posts()
+    assert post["email"] == melder["contactpunt"]["email"] and "mh1." not in json.dumps(post)
+    mid = record.key.decode()
+    value, _ = h.worker.store.kept.get(mid)  # type: ignore[misc]
+    assert value == record.value, "kept as consumed: encrypted"
+    h.server_status(mid, "751", "Niet onze bevoegdheid.")
+    outputs = await h.poll()
+    assert_one_refusal(outputs, record, "kortrijk")
+    assert json.loads(dict(outputs[0].headers)[Header.MELDING_KEY]) == keys.records[mid]
+    # erased (meldhub gdpr erase): filed without contact details
+    erased = keys.protect(_routed(feed, anonymous=False))
+    keys.erase(erased.key.decode())
+    await h.deliver(erased)
+    assert not {"email", "first_name", "last_name", "phone"} & set(h.recorder.posts()[-1])
 
 
 # -- failures ------------------------------------------------------------------------------------------
