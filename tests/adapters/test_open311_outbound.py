@@ -393,6 +393,12 @@ async def test_without_search_a_deduplicating_server_still_makes_one_request(har
     assert _change(out).status.notation == "557"
     assert len(h.recorder.posts()) == 2 and len(h.published) == 1, "POSTed again; the server answered the first request"
     assert h.recorder.posts()[0]["attribute[meldingen_hub_id]"] == record.key.decode()
+    # a server that refuses the search (400): the adapter POSTs again with the reference, not a dead letter
+    h2 = harness()
+    h2.recorder.faults["POST"] = ["lost"]
+    h2.recorder.faults["GET"] = [400]
+    (out,) = await h2.deliver(_routed(feed))
+    assert _change(out).status.notation == "557" and len(h2.published) == 1 and len(h2.recorder.posts()) == 2
 
 
 async def test_the_limit_a_server_that_neither_dedups_nor_is_searched_makes_a_second_request(

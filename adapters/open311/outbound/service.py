@@ -31,7 +31,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from adapters.base import Runtime, UnknownVendorStatus, VendorAuthFailed, VendorError, VendorRejected, with_retries
+from adapters.base import (
+    Runtime,
+    UnknownVendorStatus,
+    VendorAuthFailed,
+    VendorError,
+    VendorMalformed,
+    VendorRejected,
+    with_retries,
+)
 from adapters.contact import ContactKeys
 from adapters.loop import AuthorityWorker, Context, Emit, Incoming, last_status, run_authority
 from adapters.open311.outbound import translate as t
@@ -105,8 +113,13 @@ class Open311OutWorker(AuthorityWorker):
         skew = timedelta(seconds=self.config.clock_skew_s)
         end = self.clock() + skew
         start = max(datetime.fromisoformat(row["first_attempt_at"]) - skew, end - timedelta(days=self.config.max_window_days))
-        answer = await self.client.requests_between(row["service_code"], start, end)
-        return t.find_marked(answer, row["melding_id"])
+        try:
+            answer = await self.client.requests_between(row["service_code"], start, end)
+            return t.find_marked(answer, row["melding_id"])
+        except (VendorRejected, VendorMalformed) as error:  # a server that cannot search: POST with the reference
+            log.warning(f"{NAME}.search_failed", correlation_id=row["melding_id"],
+                        error_class=str(error.error_class.value), reason=error.reason[:300])
+            return None
 
     def _row(self, mid: str) -> dict[str, Any]:
         row = self.store.get(mid)
