@@ -47,7 +47,7 @@ from hub.registry import Registry
 from hub.status import StatusChange, StatusHeader
 from hub.topics import DEADLETTER, STATUS, Header, authority_topic
 from tests.adapters.refusal_check import assert_one_refusal, owner_record
-from tests.adapters.test_open311 import SPECS, conforms, post_parameters_conform
+from tests.adapters.test_open311 import SPECS, post_parameters_conform
 
 KEY = "hub-key-at-kortrijk-0123456789"
 KORTRIJK = "https://w3id.org/meldingen-hub/id/organisatie/kortrijk"
