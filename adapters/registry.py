@@ -1,7 +1,10 @@
 """Which adapters are installed (a folder with the three parts) and which are configured.
 
 *Installed*: every folder ``adapters/<vendor>/`` holding ``client.py``, ``translate.py`` and
-``config.py`` — adding a vendor means adding a folder; nothing here lists vendors by name.
+``config.py`` — adding a vendor means adding a folder; nothing here lists vendors by name. A
+vendor whose protocol has two roles keeps the second in a sub-folder with the same three parts
+(``adapters/open311/outbound/``: vendor ``open311-out``, the authority side of GeoReport v2
+next to the ``open311`` channel); its ``VENDOR`` names it.
 
 *Configured*: the region's ``adapters.yaml`` (default
 ``deploy/regions/zuid-west-vlaanderen/adapters.yaml``, or ``$MELDHUB_ADAPTERS``)::
@@ -56,7 +59,7 @@ class InstalledAdapter:
 
     @property
     def package(self) -> str:
-        return f"adapters.{self.path.name}"
+        return "adapters." + ".".join(self.path.relative_to(PACKAGE_DIR).parts)
 
     def module(self, part: str) -> ModuleType:
         return importlib.import_module(f"{self.package}.{part}")
@@ -93,16 +96,21 @@ def default_config_path() -> Path:
 @lru_cache(maxsize=1)
 def _installed() -> tuple[InstalledAdapter, ...]:
     found = []
-    for child in sorted(PACKAGE_DIR.iterdir()):
-        if not child.is_dir() or child.name.startswith(("_", ".")):
-            continue
+    folders = [c for c in sorted(PACKAGE_DIR.iterdir()) if _is_folder(c)]
+    folders += [g for c in folders for g in sorted(c.iterdir()) if _is_folder(g)]  # one role per sub-folder
+    for child in folders:
         if not all((child / f"{part}.py").is_file() for part in PARTS):
             continue
-        config = importlib.import_module(f"adapters.{child.name}.config")
+        package = "adapters." + ".".join(child.relative_to(PACKAGE_DIR).parts)
+        config = importlib.import_module(f"{package}.config")
         vendor = getattr(config, "VENDOR", child.name)
         role = getattr(config, "ROLE", "?")
         found.append(InstalledAdapter(vendor, role, child, (child / "service.py").is_file()))
     return tuple(found)
+
+
+def _is_folder(path: Path) -> bool:
+    return path.is_dir() and not path.name.startswith(("_", "."))
 
 
 def installed() -> dict[str, InstalledAdapter]:
