@@ -180,7 +180,7 @@ class TransactionalLoop:
                 enable_idempotence=True,
                 acks="all",
                 max_request_size=s.topic_max_message_bytes + 256 * 1024,
-                linger_ms=5,
+                linger_ms=s.producer_linger_ms,
                 retry_backoff_ms=s.producer_retry_backoff_ms,
                 transaction_timeout_ms=int(s.transaction_timeout_s * 1000),
             )

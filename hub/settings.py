@@ -33,6 +33,8 @@ class HubSettings(BaseSettings):
     fetch_max_wait_ms: int = 25
     """How long the broker may hold a fetch with no new records. A partition resumes after its
     transaction while a fetch for the others is outstanding; this bounds how long it waits."""
+    producer_linger_ms: int = 5
+    """How long a transactional producer waits to fill a batch (the commit sends what is left)."""
     producer_retry_backoff_ms: int = 10
     """Back-off of the transactional producers' retries. Right after a commit the coordinator
     answers the next transaction with CONCURRENT_TRANSACTIONS until its markers are written; the
