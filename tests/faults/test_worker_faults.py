@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,8 @@ def test_a_rebalance_under_load_loses_and_doubles_nothing(
     """Workers join and leave gracefully (SIGTERM) while the stream flows: partitions move
     between members of the group several times."""
     feed = DemoFeed(registry, MunicipalityIndex.load(), seed=6_000_002)
-    items = feed.feed(8_000, broken_each=10)
+    # long enough for a fast hub: ~2,000 meldingen/s per worker on a 2-core machine
+    items = feed.feed(24_000, broken_each=10)
     logs = [tmp_path / f"worker-{n}.log" for n in "abc"]
     workers = [start_worker(kafka_bootstrap, logs[0])]
     try:
@@ -70,6 +72,7 @@ def test_a_rebalance_under_load_loses_and_doubles_nothing(
         workers.append(start_worker(kafka_bootstrap, logs[1]))  # scale out to 2
         done = wait_for_progress(done + 400, *logs)
         workers.append(start_worker(kafka_bootstrap, logs[2]))  # and 3
+        _wait_for_assignment(logs[2])
         done = wait_for_progress(done + 400, *logs)
         assert done < len(items) - 500, "the stream was nearly processed before the last rebalance"
         assert workers[0].stop(signal.SIGTERM) == 0  # scale in: the first one leaves cleanly
@@ -82,3 +85,11 @@ def test_a_rebalance_under_load_loses_and_doubles_nothing(
     assert_exactly_once(items, delivered)
     # the work really was shared: every worker that ran committed meldingen
     assert all(log.read_text().count('"event": "melding.') > 0 for log in logs)
+
+
+def _wait_for_assignment(log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while '"hub.partitions_assigned"' not in (log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{log.name}: no partitions assigned within {timeout:.0f}s")
+        time.sleep(0.1)
