@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
 
 from hub.demo import FeedItem
 from hub.demo_run import HubProcess
-from hub.kafka_io import Delivered
+from hub.kafka_io import MAX_RECORD_BYTES, Delivered
 from hub.registry import Registry
 from hub.topics import DEADLETTER, Header, authority_topic
 from tests.oracle import expected_owner
@@ -20,6 +25,57 @@ HUB_ENV = {
     "MELDHUB_SESSION_TIMEOUT_MS": "6000",  # the broker's minimum: a killed worker's partitions move on sooner
     "MELDHUB_VALIDATOR": os.environ.get("MELDHUB_VALIDATOR", "compiled"),
 }
+
+
+class StreamInBackground:
+    """Produces the items at a fixed rate from a thread, so that a fault injected meanwhile lands
+    while the stream is still flowing — however fast the hub has become."""
+
+    def __init__(self, bootstrap: str, topic: str, items: Sequence[FeedItem], rate: float) -> None:
+        self.bootstrap, self.topic, self.items, self.rate = bootstrap, topic, items, rate
+        self.sent = 0
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="stream", daemon=True)
+
+    def start(self) -> StreamInBackground:
+        self._thread.start()
+        return self
+
+    @property
+    def flowing(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout: float = 600) -> None:
+        self._thread.join(timeout)
+        if self.error is not None:
+            raise self.error
+        assert self.sent == len(self.items), f"only {self.sent} of {len(self.items)} meldingen were sent"
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except BaseException as exc:  # noqa: BLE001 - reported by join()
+            self.error = exc
+
+    async def _run(self) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
+            max_request_size=MAX_RECORD_BYTES,  # the broken items include an oversized melding
+        )  # fmt: skip
+        await producer.start()
+        try:
+            chunk = max(1, int(self.rate / 10))
+            started = time.monotonic()
+            for first in range(0, len(self.items), chunk):
+                part = self.items[first : first + chunk]
+                futures = [await producer.send(self.topic, i.value, key=i.key, headers=list(i.headers)) for i in part]
+                await asyncio.gather(*futures)
+                self.sent += len(part)
+                delay = started + self.sent / self.rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+        finally:
+            await producer.stop()
 
 
 def all_topics(registry: Registry) -> list[str]:

@@ -14,11 +14,19 @@ import pytest
 from hub.demo import DemoFeed
 from hub.geo import MunicipalityIndex
 from hub.kafka_admin import cluster_info
-from hub.kafka_io import collect, produce
+from hub.kafka_io import collect
 from hub.kafka_local import LocalKafkaCluster
 from hub.registry import Registry
 from hub.topics import INBOUND
-from tests.faults.common import REGISTRY, all_topics, assert_exactly_once, progress, start_worker, wait_for_progress
+from tests.faults.common import (
+    REGISTRY,
+    StreamInBackground,
+    all_topics,
+    assert_exactly_once,
+    progress,
+    start_worker,
+    wait_for_progress,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -42,17 +50,18 @@ def test_a_broker_down_mid_stream_loses_and_doubles_nothing(
     items = DemoFeed(registry, MunicipalityIndex.load(), seed=7_000 + int(sig)).feed(12_000, broken_each=10)
     log = tmp_path / "hub.log"
     hub = start_worker(bootstrap, log, MELDHUB_REPLICATION_FACTOR="3")
+    stream = StreamInBackground(bootstrap, INBOUND, items, rate=600).start()  # ~20 s of meldingen
     try:
-        asyncio.run(produce(bootstrap, INBOUND, ((i.key, i.value, i.headers) for i in items)))
         wait_for_progress(300, log)
         victim = 1
         cluster.stop_node(victim, sig)
         at_stop = progress(log)
-        assert at_stop < len(items), "the stream was fully processed before the broker went down"
+        assert stream.flowing and at_stop < len(items), "the stream was fully processed before the broker went down"
         assert _live_brokers(bootstrap, expected=2) == 2
         wait_for_progress(min(at_stop + 300, len(items)), log)  # the hub goes on with two brokers
         time.sleep(2)
         cluster.start_node(victim)
+        stream.join()
         delivered = asyncio.run(collect(bootstrap, all_topics(registry), {i.melding_id for i in items}, timeout=600))
     finally:
         hub.stop()

@@ -16,7 +16,14 @@ from hub.geo import MunicipalityIndex
 from hub.kafka_io import collect, produce
 from hub.registry import Registry
 from hub.topics import INBOUND
-from tests.faults.common import REGISTRY, all_topics, assert_exactly_once, start_worker, wait_for_progress
+from tests.faults.common import (
+    REGISTRY,
+    StreamInBackground,
+    all_topics,
+    assert_exactly_once,
+    start_worker,
+    wait_for_progress,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -37,8 +44,9 @@ def test_sigkill_a_worker_ten_times_during_20000_meldingen(
     assert len(items) == STREAM
     logs = [tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
     workers = [start_worker(kafka_bootstrap, log) for log in logs]
+    # a worker restart takes seconds: 10 of them fit well within ~60 s of stream
+    stream = StreamInBackground(kafka_bootstrap, INBOUND, items, rate=350).start()
     try:
-        asyncio.run(produce(kafka_bootstrap, INBOUND, ((i.key, i.value, i.headers) for i in items)))
         done = 0
         for kill in range(KILLS):
             # let the group make real progress between kills, then kill one worker mid-batch
@@ -46,7 +54,8 @@ def test_sigkill_a_worker_ten_times_during_20000_meldingen(
             victim = kill % 2
             workers[victim].kill()
             workers[victim] = start_worker(kafka_bootstrap, logs[victim])
-        assert done < STREAM, "the stream was fully processed before the last kill"
+        assert stream.flowing and done < STREAM, "the stream was fully processed before the last kill"
+        stream.join()
         delivered = asyncio.run(
             collect(kafka_bootstrap, all_topics(registry), {i.melding_id for i in items}, timeout=900, settle=5)
         )
