@@ -24,10 +24,10 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from hub import logs
 from hub.errors import ErrorClass, HubError
@@ -270,6 +270,35 @@ def check_notation(value: str | None) -> str | None:
     if value is None:
         return None
     return status(str(value)).notation  # KeyError → pydantic reports it
+
+
+def _notation_values(v: dict[str, Any]) -> dict[str, Any]:
+    return {name: check_notation(n) for name, n in v.items()}
+
+
+def _notation_keys(v: dict[str, str]) -> dict[str, str]:
+    return {check_notation(k) or k: text for k, text in v.items()}
+
+
+def _known_categories(v: dict[str, Any]) -> dict[str, Any]:
+    from hub.categories import by_slug
+
+    unknown = [slug for slug in v if by_slug(slug) is None]
+    if unknown:
+        raise ValueError(f"not categories of the hub's scheme: {', '.join(unknown)}")
+    return v
+
+
+StatusMap = Annotated[dict[str, str | None], AfterValidator(_notation_values)]
+"""Config: vendor status → MeldingStatuswaarde notation or IRI (checked, kept as the bare
+notation); None = a vendor status the citizen is not told about."""
+
+StatusTexts = Annotated[dict[str, str], AfterValidator(_notation_keys)]
+"""Config: MeldingStatuswaarde notation → the sentence the citizen sees for it."""
+
+KnownCategories = AfterValidator(_known_categories)
+"""Config: a mapping keyed by the hub's category slugs; any other key is refused at start
+(``Annotated[dict[str, VendorTarget], KnownCategories]``)."""
 
 
 @dataclass

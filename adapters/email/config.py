@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from adapters.base import AuthorityConfig, check_notation, secret, InboundLimits
+from adapters.base import AuthorityConfig, check_notation, InboundLimits, secret, StatusTexts
 from hub.categories import by_slug
 
 VENDOR = "email"
@@ -67,7 +67,7 @@ class Config(AuthorityConfig, InboundLimits):
     allow_refusal: bool = True
     """Offer "Niet onze bevoegdheid" (with a reason) on the status form: the melding goes back to the
     hub (``meldingen.refusals``), which routes it to the next owner and tells the citizen."""
-    status_texts: dict[str, str] = Field(default_factory=dict)
+    status_texts: StatusTexts = Field(default_factory=dict)
     max_note_chars: int = Field(default=2000, ge=0, le=4000)
 
     @field_validator("recipients")
@@ -99,11 +99,6 @@ class Config(AuthorityConfig, InboundLimits):
     @classmethod
     def _choices(cls, v: list[str]) -> list[str]:
         return [check_notation(n) or n for n in v]
-
-    @field_validator("status_texts")
-    @classmethod
-    def _text_keys(cls, v: dict[str, str]) -> dict[str, str]:
-        return {check_notation(k) or k: text for k, text in v.items()}
 
     @field_validator("public_url")
     @classmethod

@@ -15,12 +15,11 @@ The bearer token comes from the environment variable named in ``token_env``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from adapters.base import AuthorityConfig, check_notation, secret
-from hub.categories import by_slug
+from adapters.base import AuthorityConfig, KnownCategories, secret, StatusMap, StatusTexts
 
 VENDOR = "signalen"
 ROLE = "authority"
@@ -124,12 +123,12 @@ class Config(AuthorityConfig):
     """``extra_properties[].id`` of the item that carries the melding id (the external reference)."""
     reference_label: str = "Melding-id (Meldingen Hub)"
 
-    categories: dict[str, str] = Field(default_factory=dict)
+    categories: Annotated[dict[str, str], KnownCategories] = Field(default_factory=dict)
     """Hub category slug → ``hoofdcategorie/subcategorie`` slug of the tenant (overrides the scheme's match)."""
     default_category: str | None = "overig/overig"
     """Where a category without a match goes (null: such a melding is dead-lettered)."""
 
-    states: dict[str, str | None] = Field(default_factory=lambda: dict(DEFAULT_STATES))
+    states: StatusMap = Field(default_factory=lambda: dict(DEFAULT_STATES))
     workflow: dict[str, list[str]] | None = Field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_WORKFLOW.items()})
     new_signal_state: str = "m"
     """The state Signalen gives a new signal."""
@@ -152,28 +151,7 @@ class Config(AuthorityConfig):
     use_reporter_messages: bool = True
     """A status change whose message Signalen sent to the reporter (``send_email``) carries that text
     to the citizen; otherwise the hub's sentence for the status is used."""
-    status_texts: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("states")
-    @classmethod
-    def _notations(cls, v: dict[str, str | None]) -> dict[str, str | None]:
-        return {name: check_notation(n) for name, n in v.items()}
-
-    @field_validator("status_texts")
-    @classmethod
-    def _text_keys(cls, v: dict[str, str]) -> dict[str, str]:
-        return {check_notation(k) or k: text for k, text in v.items()}
-
-    @field_validator("categories")
-    @classmethod
-    def _slugs(cls, v: dict[str, str]) -> dict[str, str]:
-        unknown = [slug for slug in v if by_slug(slug) is None]
-        if unknown:
-            raise ValueError(f"not categories of the hub's scheme: {', '.join(unknown)}")
-        bad = [t for t in v.values() if not _is_pair(t)]
-        if bad:
-            raise ValueError(f"write Signalen categories as 'hoofdcategorie/subcategorie': {', '.join(bad)}")
-        return v
+    status_texts: StatusTexts = Field(default_factory=dict)
 
     @field_validator("default_category")
     @classmethod

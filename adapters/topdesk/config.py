@@ -9,12 +9,11 @@ application password come from the environment variables named here.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from adapters.base import AuthorityConfig, check_notation, secret
-from hub.categories import by_slug
+from adapters.base import AuthorityConfig, KnownCategories, secret, StatusMap, StatusTexts
 
 VENDOR = "topdesk"
 ROLE = "authority"
@@ -80,7 +79,7 @@ class Config(AuthorityConfig):
     changes already reported are recognised and skipped."""
     page_size: int = Field(default=100, ge=1, le=10000)
 
-    processing_statuses: dict[str, str | None] = Field(default_factory=lambda: dict(DEFAULT_PROCESSING_STATUSES))
+    processing_statuses: StatusMap = Field(default_factory=lambda: dict(DEFAULT_PROCESSING_STATUSES))
     """Tenant processing-status name → MeldingStatuswaarde notation (null: no change for the citizen)."""
     workflow: dict[str, list[str]] | None = Field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_WORKFLOW.items()})
     """The tenant's allowed processing-status changes; ``adapters check`` proves each is a legal
@@ -94,7 +93,7 @@ class Config(AuthorityConfig):
     ``processing_statuses`` mapped to null. TOPdesk has no such status of its own: every tenant
     names it (e.g. ``Niet bevoegd``)."""
 
-    categories: dict[str, CategoryTarget] = Field(default_factory=dict)
+    categories: Annotated[dict[str, CategoryTarget], KnownCategories] = Field(default_factory=dict)
     """Hub category slug → TOPdesk category/subcategory (by id or name); unmapped: none sent."""
     call_type: Lookup | None = None
     entry_type: Lookup | None = None
@@ -104,26 +103,8 @@ class Config(AuthorityConfig):
     anonymous_caller: str = "Anonieme melder"
     send_contact_details: bool = True
     """Pass the reporter's name, e-mail and phone to TOPdesk (the authority needs them to follow up)."""
-    status_texts: dict[str, str] = Field(default_factory=dict)
+    status_texts: StatusTexts = Field(default_factory=dict)
     """MeldingStatuswaarde notation → the sentence the citizen sees (default: hub.status texts)."""
-
-    @field_validator("processing_statuses")
-    @classmethod
-    def _notations(cls, v: dict[str, str | None]) -> dict[str, str | None]:
-        return {name: check_notation(n) for name, n in v.items()}
-
-    @field_validator("status_texts")
-    @classmethod
-    def _text_keys(cls, v: dict[str, str]) -> dict[str, str]:
-        return {check_notation(k) or k: text for k, text in v.items()}
-
-    @field_validator("categories")
-    @classmethod
-    def _slugs(cls, v: dict[str, CategoryTarget]) -> dict[str, CategoryTarget]:
-        unknown = [slug for slug in v if by_slug(slug) is None]
-        if unknown:
-            raise ValueError(f"not categories of the hub's scheme: {', '.join(unknown)}")
-        return v
 
     def secret_envs(self) -> list[str]:
         return [self.username_env, self.password_env]

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from adapters.base import AuthorityConfig, check_notation, secret, InboundLimits
+from adapters.base import AuthorityConfig, check_notation, InboundLimits, secret, StatusTexts
 
 VENDOR = "webhook"
 ROLE = "authority"
@@ -59,18 +59,13 @@ class Config(AuthorityConfig, InboundLimits):
     """The inbound ``actie`` that says "not ours" (with a ``reden``): the melding goes back to the
     hub (``meldingen.refusals``); null: the system cannot refuse."""
     statuses: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_STATUSES))
-    status_texts: dict[str, str] = Field(default_factory=dict)
+    status_texts: StatusTexts = Field(default_factory=dict)
     max_text_chars: int = Field(default=2000, ge=0, le=4000)
 
     @field_validator("statuses")
     @classmethod
     def _notations(cls, v: dict[str, str]) -> dict[str, str]:
         return {word.lower(): check_notation(n) or n for word, n in v.items()}
-
-    @field_validator("status_texts")
-    @classmethod
-    def _text_keys(cls, v: dict[str, str]) -> dict[str, str]:
-        return {check_notation(k) or k: text for k, text in v.items()}
 
     def secret_envs(self) -> list[str]:
         return [self.secret_env] + ([self.inbound_secret_env] if self.inbound_secret_env else [])

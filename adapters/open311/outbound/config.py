@@ -12,13 +12,12 @@ variable named here.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from adapters.base import AuthorityConfig, check_notation, secret
+from adapters.base import AuthorityConfig, KnownCategories, secret, StatusMap, StatusTexts
 from adapters.open311.config import EXTENDED_STATUSES
-from hub.categories import by_slug
 
 VENDOR = "open311-out"
 ROLE = "authority"
@@ -63,7 +62,7 @@ class Config(AuthorityConfig):
     jurisdiction_id: str | None = None
     """Sent with every call when set (the spec: only for servers with several jurisdictions)."""
 
-    service_codes: dict[str, str] = Field(default_factory=dict)
+    service_codes: Annotated[dict[str, str], KnownCategories] = Field(default_factory=dict)
     """Hub category slug → the server's ``service_code`` (its ``GET services.json``)."""
     default_service_code: str | None = None
     """For a melding whose category is not in ``service_codes``; none: such a melding is a dead
@@ -95,7 +94,7 @@ class Config(AuthorityConfig):
     max_window_days: int = Field(default=89, ge=1, le=90)
     """The spec lets a server refuse a start_date–end_date window over 90 days."""
 
-    statuses: dict[str, str | None] = Field(default_factory=lambda: dict(DEFAULT_STATUSES))
+    statuses: StatusMap = Field(default_factory=lambda: dict(DEFAULT_STATUSES))
     """Vendor status (GeoReport ``open``/``closed`` or FixMyStreet extended, lower case) →
     MeldingStatuswaarde notation (null: no change for the citizen)."""
     refusal_statuses: dict[str, str | None] = Field(default_factory=lambda: dict(DEFAULT_REFUSALS))
@@ -104,30 +103,12 @@ class Config(AuthorityConfig):
     use_status_notes: bool = True
     """Use the server's ``status_notes`` (or the update's description) as the citizen's text; the
     spec makes them public. Otherwise ``status_texts`` or the hub's default sentence."""
-    status_texts: dict[str, str] = Field(default_factory=dict)
+    status_texts: StatusTexts = Field(default_factory=dict)
 
     @field_validator("statuses", "refusal_statuses")
     @classmethod
     def _lower(cls, v: dict[str, str | None]) -> dict[str, str | None]:
         return {k.lower(): v[k] for k in v}
-
-    @field_validator("statuses")
-    @classmethod
-    def _notations(cls, v: dict[str, str | None]) -> dict[str, str | None]:
-        return {name: check_notation(n) for name, n in v.items()}
-
-    @field_validator("status_texts")
-    @classmethod
-    def _text_keys(cls, v: dict[str, str]) -> dict[str, str]:
-        return {check_notation(k) or k: text for k, text in v.items()}
-
-    @field_validator("service_codes")
-    @classmethod
-    def _slugs(cls, v: dict[str, str]) -> dict[str, str]:
-        unknown = [slug for slug in v if by_slug(slug) is None]
-        if unknown:
-            raise ValueError(f"not categories of the hub's scheme: {', '.join(unknown)}")
-        return v
 
     @model_validator(mode="after")
     def _some_service_code(self) -> Config:
