@@ -421,6 +421,23 @@ def open_store(path: Path | str, schema: str) -> sqlite3.Connection:
     return db
 
 
+class AuthorityStore:
+    """An authority adapter's SQLite state: its own tables (the subclass's ``SCHEMA``) and the
+    consumed records it keeps to give a melding back on a refusal (:class:`adapters.refusals.KeptRecords`)."""
+
+    SCHEMA = ""
+
+    def __init__(self, path: Path | str) -> None:
+        from adapters.refusals import KeptRecords
+
+        self.db = open_store(path, self.SCHEMA)
+        self.kept = KeptRecords(self.db)
+        """The consumed records (for a refusal) and which meldingen were handed over."""
+
+    def close(self) -> None:
+        self.db.close()
+
+
 async def call_vendor(http: httpx.AsyncClient, what: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
     """One HTTP call to a vendor, its failures turned into the adapters' error classes."""
     try:

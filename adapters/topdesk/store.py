@@ -12,10 +12,8 @@ them (encrypted when the hub protects them) and is deleted on hand-over or a fin
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
-from adapters.base import open_store
-from adapters.refusals import KeptRecords
+from adapters.base import AuthorityStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -33,14 +31,8 @@ CREATE TABLE IF NOT EXISTS cursor (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-class Store:
-    def __init__(self, path: Path | str) -> None:
-        self.db = open_store(path, SCHEMA)
-        self.kept = KeptRecords(self.db)
-        """The consumed records (for a refusal) and which meldingen were handed over."""
-
-    def close(self) -> None:
-        self.db.close()
+class Store(AuthorityStore):
+    SCHEMA = SCHEMA
 
     def get(self, melding_id: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT * FROM incidents WHERE melding_id = ?", (melding_id,)).fetchone()

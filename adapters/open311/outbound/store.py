@@ -12,10 +12,9 @@ the server's last status, the updates already read, and the consumed records for
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from adapters.base import open_store
+from adapters.base import AuthorityStore
 from adapters.refusals import FINAL_STATUSES, KeptRecords
 
 SCHEMA = """
@@ -41,13 +40,8 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-class Store:
-    def __init__(self, path: Path | str) -> None:
-        self.db = open_store(path, SCHEMA)
-        self.kept = KeptRecords(self.db)
-
-    def close(self) -> None:
-        self.db.close()
+class Store(AuthorityStore):
+    SCHEMA = SCHEMA
 
     # -- filing ---------------------------------------------------------------------------------
     def get(self, melding_id: str) -> dict[str, Any] | None:
