@@ -255,6 +255,14 @@ class TransactionalLoop:
         try:
             await self._handle({tp: records})
             metrics.record_batch(len(records), time.perf_counter() - started)
+        except Exception as exc:  # noqa: BLE001 - never skip a batch: read it again from the committed offset
+            log.error(f"{self.name}.batch_failed", partition=f"{tp.topic}/{tp.partition}", error=type(exc).__name__)
+            await self.close_producers({tp})
+            with contextlib.suppress(Exception):
+                if self.consumer is not None and tp in self.consumer.assignment():
+                    await self.producer_for(tp)
+                    await self.seek_to_committed(tp)
+            await asyncio.sleep(RETRY_DELAY_S)
         finally:
             self.inflight.pop(tp, None)
             consumer = self.consumer

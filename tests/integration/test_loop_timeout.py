@@ -70,3 +70,44 @@ async def test_a_hanging_transaction_is_given_up_and_the_batch_committed_once(
     assert hangs == 1, "the first transaction hung"
     counts = Counter(d.melding_id for d in delivered)
     assert set(counts) == wanted and set(counts.values()) == {1}, "each melding exactly once after the timeout"
+
+
+async def test_an_unexpected_failure_outside_the_stages_never_skips_a_batch(
+    kafka_bootstrap: str, kafka_topic_factory
+) -> None:  # noqa: ANN001
+    """The stages turn every failure into a dead letter; should the loop itself fail on a batch,
+    the batch is read again from the committed offset — its records are never skipped."""
+    registry = Registry.load(REGISTRY)
+    index = MunicipalityIndex.load()
+    source = await kafka_topic_factory("loop-failure", partitions=1)
+    items = DemoFeed(registry, index, seed=32).feed(40, broken_each=0)[:40]
+    await produce(kafka_bootstrap, source, ((i.key, i.value, i.headers) for i in items))
+
+    class Service(HubService):
+        input_topics = (source,)
+
+    settings = HubSettings(bootstrap_servers=kafka_bootstrap, group_id=f"loop-failure-{uuid.uuid4().hex[:8]}")
+    await ensure_topics(kafka_bootstrap, list(topics_for(settings, registry)))
+    service = Service(settings, Pipeline(make_validator("compiled"), Router(registry, index)))
+    failures = 0
+    real_process_all = service._process_all
+
+    def fail_once(batches):  # noqa: ANN001, ANN202
+        nonlocal failures
+        if failures == 0:
+            failures += 1
+            raise RuntimeError("unexpected")
+        return real_process_all(batches)
+
+    service._process_all = fail_once  # type: ignore[method-assign]
+    runner = asyncio.create_task(service.run())
+    try:
+        topics = [DEADLETTER, *(authority_topic(a.id) for a in registry.authorities)]
+        wanted = {i.melding_id for i in items}
+        delivered = await collect(kafka_bootstrap, topics, wanted, timeout=90, settle=2)
+    finally:
+        service.stop()
+        await asyncio.wait_for(runner, 60)
+    assert failures == 1
+    counts = Counter(d.melding_id for d in delivered)
+    assert set(counts) == wanted and set(counts.values()) == {1}, "the failed batch was read again, once"
