@@ -373,7 +373,7 @@ class Pipeline:
             )
         try:
             key_record = json.loads(raw)
-            melding_id = privacy._doc_melding_id(doc)
+            melding_id = privacy.melding_id_of(doc)
             data_key = privacy.unwrap(key_record, privacy.Identity.hub(self.keyring.hub_key), melding_id)
         except (ValueError, privacy.PrivacyError) as exc:
             raise NotARefusal(f"header {Header.MELDING_KEY}: {exc}") from None

@@ -404,7 +404,7 @@ def reveal(doc: Mapping[str, Any], keys: Mapping[str, bytes | None], *, strict: 
     out = copy.deepcopy(dict(doc))
     if not is_protected(out):
         return out
-    melding_id = _doc_melding_id(out)
+    melding_id = melding_id_of(out)
     match = _CIPHERTEXT.match(out["melder"][PROTECTED_TERM])
     if not match:
         raise PrivacyError(f"melding {melding_id}: malformed protected melder")
@@ -422,7 +422,7 @@ def reveal(doc: Mapping[str, Any], keys: Mapping[str, bytes | None], *, strict: 
     return out
 
 
-def _doc_melding_id(doc: Mapping[str, Any]) -> str:
+def melding_id_of(doc: Mapping[str, Any]) -> str:
     ident = doc.get("identificator")
     notation = ident.get("notatie") if isinstance(ident, Mapping) else None
     if isinstance(notation, Mapping):

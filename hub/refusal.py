@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hub.errors import NotARefusal
-from hub.topics import AUTHORITY_PREFIX, REFUSALS, Header, authority_topic
+from hub.topics import REFUSALS, Header, authority_topic
 
 DEFAULT_MAX_HOPS = 3
 """Refusals after which a melding goes to triage instead of a next candidate."""
@@ -181,10 +181,6 @@ def refusal_output(
         added += ((Header.MELDING_KEY, json.dumps(key_record, separators=(",", ":")).encode()),)
     melding_id = _headers(kept).get(Header.MELDING_ID)
     return REFUSALS, melding_id.encode() if melding_id else None, value, kept + added
-
-
-def is_authority_topic(topic: str) -> bool:
-    return topic.startswith(AUTHORITY_PREFIX)
 
 
 def _headers(headers: Iterable[tuple[str, bytes | None]]) -> dict[str, str]:

@@ -31,23 +31,43 @@ pytestmark = pytest.mark.kafka
 REGISTRY = Path(__file__).parents[1] / "data" / "registry-no-layers.yaml"
 
 
-async def test_a_hanging_transaction_is_given_up_and_the_batch_committed_once(
-    kafka_bootstrap: str, kafka_topic_factory
-) -> None:  # noqa: ANN001
+async def _hub_on_one_partition(
+    bootstrap: str, topic_factory, name: str, seed: int, **settings: object
+) -> tuple[HubService, Registry, set[str]]:  # noqa: ANN001
+    """40 valid meldingen on a fresh one-partition topic and a hub service (not started) reading it."""
     registry = Registry.load(REGISTRY)
     index = MunicipalityIndex.load()
-    source = await kafka_topic_factory("loop-timeout", partitions=1)
-    items = DemoFeed(registry, index, seed=31).feed(40, broken_each=0)[:40]
-    await produce(kafka_bootstrap, source, ((i.key, i.value, i.headers) for i in items))
+    source = await topic_factory(name, partitions=1)
+    items = DemoFeed(registry, index, seed=seed).feed(40, broken_each=0)[:40]
+    await produce(bootstrap, source, ((i.key, i.value, i.headers) for i in items))
 
     class Service(HubService):
         input_topics = (source,)
 
-    settings = HubSettings(
-        bootstrap_servers=kafka_bootstrap, group_id=f"loop-timeout-{uuid.uuid4().hex[:8]}", transaction_timeout_s=2.0
+    hub_settings = HubSettings(bootstrap_servers=bootstrap, group_id=f"{name}-{uuid.uuid4().hex[:8]}", **settings)
+    await ensure_topics(bootstrap, list(topics_for(hub_settings, registry)))
+    service = Service(hub_settings, Pipeline(make_validator("compiled"), Router(registry, index)))
+    return service, registry, {i.melding_id for i in items}
+
+
+async def _run_until_delivered(bootstrap: str, service: HubService, registry: Registry, wanted: set[str]) -> Counter[str]:
+    """Run the service until every wanted melding was seen (read_committed); how often each came."""
+    runner = asyncio.create_task(service.run())
+    try:
+        topics = [DEADLETTER, *(authority_topic(a.id) for a in registry.authorities)]
+        delivered = await collect(bootstrap, topics, wanted, timeout=90, settle=2)
+    finally:
+        service.stop()
+        await asyncio.wait_for(runner, 60)
+    return Counter(d.melding_id for d in delivered)
+
+
+async def test_a_hanging_transaction_is_given_up_and_the_batch_committed_once(
+    kafka_bootstrap: str, kafka_topic_factory
+) -> None:  # noqa: ANN001
+    service, registry, wanted = await _hub_on_one_partition(
+        kafka_bootstrap, kafka_topic_factory, "loop-timeout", 31, transaction_timeout_s=2.0
     )
-    await ensure_topics(kafka_bootstrap, list(topics_for(settings, registry)))
-    service = Service(settings, Pipeline(make_validator("compiled"), Router(registry, index)))
     hangs = 0
     real_commit = service._commit_partition
 
@@ -59,16 +79,8 @@ async def test_a_hanging_transaction_is_given_up_and_the_batch_committed_once(
         return await real_commit(*args, **kwargs)
 
     service._commit_partition = hang_once  # type: ignore[method-assign]
-    runner = asyncio.create_task(service.run())
-    try:
-        topics = [DEADLETTER, *(authority_topic(a.id) for a in registry.authorities)]
-        wanted = {i.melding_id for i in items}
-        delivered = await collect(kafka_bootstrap, topics, wanted, timeout=90, settle=2)
-    finally:
-        service.stop()
-        await asyncio.wait_for(runner, 60)
+    counts = await _run_until_delivered(kafka_bootstrap, service, registry, wanted)
     assert hangs == 1, "the first transaction hung"
-    counts = Counter(d.melding_id for d in delivered)
     assert set(counts) == wanted and set(counts.values()) == {1}, "each melding exactly once after the timeout"
 
 
@@ -77,18 +89,7 @@ async def test_an_unexpected_failure_outside_the_stages_never_skips_a_batch(
 ) -> None:  # noqa: ANN001
     """The stages turn every failure into a dead letter; should the loop itself fail on a batch,
     the batch is read again from the committed offset — its records are never skipped."""
-    registry = Registry.load(REGISTRY)
-    index = MunicipalityIndex.load()
-    source = await kafka_topic_factory("loop-failure", partitions=1)
-    items = DemoFeed(registry, index, seed=32).feed(40, broken_each=0)[:40]
-    await produce(kafka_bootstrap, source, ((i.key, i.value, i.headers) for i in items))
-
-    class Service(HubService):
-        input_topics = (source,)
-
-    settings = HubSettings(bootstrap_servers=kafka_bootstrap, group_id=f"loop-failure-{uuid.uuid4().hex[:8]}")
-    await ensure_topics(kafka_bootstrap, list(topics_for(settings, registry)))
-    service = Service(settings, Pipeline(make_validator("compiled"), Router(registry, index)))
+    service, registry, wanted = await _hub_on_one_partition(kafka_bootstrap, kafka_topic_factory, "loop-failure", 32)
     failures = 0
     real_process_all = service._process_all
 
@@ -100,14 +101,6 @@ async def test_an_unexpected_failure_outside_the_stages_never_skips_a_batch(
         return real_process_all(batches)
 
     service._process_all = fail_once  # type: ignore[method-assign]
-    runner = asyncio.create_task(service.run())
-    try:
-        topics = [DEADLETTER, *(authority_topic(a.id) for a in registry.authorities)]
-        wanted = {i.melding_id for i in items}
-        delivered = await collect(kafka_bootstrap, topics, wanted, timeout=90, settle=2)
-    finally:
-        service.stop()
-        await asyncio.wait_for(runner, 60)
+    counts = await _run_until_delivered(kafka_bootstrap, service, registry, wanted)
     assert failures == 1
-    counts = Counter(d.melding_id for d in delivered)
     assert set(counts) == wanted and set(counts.values()) == {1}, "the failed batch was read again, once"

@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from adapters.base import AuthorityConfig, KnownCategories, secret, StatusMap, StatusTexts
-from adapters.open311.config import EXTENDED_STATUSES
+from adapters.open311.config import DEFAULT_EXTENDED_TO_OSLO, EXTENDED_STATUSES
 
 VENDOR = "open311-out"
 ROLE = "authority"
@@ -26,24 +26,11 @@ GEOREPORT_STATUSES: tuple[str, ...] = ("open", "closed")
 """The spec's own two statuses (``Request.status``)."""
 
 DEFAULT_STATUSES: dict[str, str | None] = {
-    # GeoReport v2: only open/closed. "open" is what a new request is: Toegewezen aan was already
-    # reported when it was filed, so it changes nothing for the citizen.
+    **DEFAULT_EXTENDED_TO_OSLO,  # how an Open311 back end's statuses read, except:
+    # "open" is what a new request is: Toegewezen aan was already reported when it was filed, so it
+    # changes nothing for the citizen
     "open": None,
-    "closed": "956",
-    # FixMyStreet's extended statuses (servicerequestupdates, or a server that reports them)
-    "unchanged": None,
-    "in_progress": "557",
-    "planned": "557",
-    "action_scheduled": "557",
-    "internal_referral": "557",
-    "for_triage": "496",
-    "investigating": "496",
-    "fixed": "133",
-    "no_further_action": "475",
     "not_councils_responsibility": None,  # not ours: a refusal (refusal_statuses), never a status
-    "duplicate": "250",
-    "reopen": "647",
-    "cancelled": "733",
 }
 """Vendor status (lower case) → MeldingStatuswaarde notation; null: no change for the citizen."""
 
