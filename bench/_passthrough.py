@@ -6,7 +6,7 @@
 ``transactional`` does what ``hub.service.HubService`` does around the pipeline, with the same
 client settings (``hub.settings.HubSettings``): a consumer (read_committed, same fetch sizes and
 fetch wait), ``getmany`` batches of up to ``--batch`` records, one transactional producer per
-input partition (``acks=all``, idempotent, ``linger_ms=5``, the hub's retry back-off), each
+input partition (``acks=all``, idempotent, the hub's linger and retry back-off), each
 partition's batch in its own task with the partition paused until its transaction (outputs and
 offset) ended. ``--coupled`` is the hub's earlier loop for comparison: all partitions of a batch
 committed together before the next fetch, client default back-off and fetch wait. ``plain`` is
@@ -54,16 +54,18 @@ class _Listener(ConsumerRebalanceListener):
 class Passthrough:
     def __init__(self, args: argparse.Namespace) -> None:
         self.bootstrap, self.src, self.dst, self.group = args.bootstrap, args.src, args.dst, args.group
-        self.mode, self.batch, self.coupled = args.mode, args.batch, args.coupled
+        from hub.settings import HubSettings
+
+        hub = HubSettings()
+        self.mode, self.coupled = args.mode, args.coupled
+        self.batch = args.batch or hub.batch_size
         self.stopping = asyncio.Event()
         self.lock = asyncio.Lock()
         self.producers: dict[TopicPartition, AIOKafkaProducer] = {}
         self.inflight: dict[TopicPartition, asyncio.Task[None]] = {}
-        from hub.settings import HubSettings
-
-        hub = HubSettings()
         self.fetch_max_wait_ms = 500 if self.coupled else hub.fetch_max_wait_ms
         self.retry_backoff_ms = 100 if self.coupled else hub.producer_retry_backoff_ms
+        self.linger_ms = 5 if self.coupled else hub.producer_linger_ms
 
     def _producer(self, transactional_id: str | None) -> AIOKafkaProducer:
         return AIOKafkaProducer(
@@ -72,7 +74,7 @@ class Passthrough:
             enable_idempotence=True,
             acks="all",
             max_request_size=MAX_BYTES + 256 * 1024,
-            linger_ms=5,
+            linger_ms=self.linger_ms,
             retry_backoff_ms=self.retry_backoff_ms,
         )
 
@@ -149,6 +151,8 @@ class Passthrough:
             pending = [
                 await producer.send(self.dst, value=r.value, key=r.key, headers=list(r.headers or ())) for r in records
             ]
+            if not self.coupled:  # as the hub's loop: outputs acknowledged before the offsets
+                await asyncio.gather(*pending)
             await producer.send_offsets_to_transaction({tp: records[-1].offset + 1}, self.group)
         await asyncio.gather(*pending)
 
@@ -160,7 +164,7 @@ def main() -> None:
     p.add_argument("--dst", required=True)
     p.add_argument("--group", required=True)
     p.add_argument("--mode", choices=("transactional", "plain"), default="transactional")
-    p.add_argument("--batch", type=int, default=200)
+    p.add_argument("--batch", type=int, default=None, help="records per getmany (default: the hub's batch_size)")
     p.add_argument("--coupled", action="store_true", help="the hub's earlier loop (see the module doc)")
     asyncio.run(Passthrough(p.parse_args()).run())
 

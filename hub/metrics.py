@@ -25,6 +25,7 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 from prometheus_client import (
@@ -153,38 +154,45 @@ def error_class_label(value: Any) -> str:
     return text if text in _ERROR_CLASSES else "other"
 
 
+@lru_cache(maxsize=4096)
+def _child(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)``, remembered: label values are a closed set (see the module
+    doc), and looking a child up under the metric's lock costs more than counting with it."""
+    return metric.labels(*values)
+
+
 def record_outcome(outcome: Any, seconds: float | None = None) -> None:
     """Count one :class:`hub.pipeline.Outcome` (routed or dead-lettered) and its processing time."""
     if outcome.error_class is not None:
         cls = error_class_label(outcome.error_class)
-        MESSAGES.labels(outcome="dead_lettered", destination="deadletter").inc()
-        DEAD_LETTERS.labels(error_class=cls).inc()
+        _child(MESSAGES, "dead_lettered", "deadletter").inc()
+        _child(DEAD_LETTERS, cls).inc()
         stopped = _STOPPED_AT.get(cls, "forward")
         for stage in STAGES:
             if stage == stopped:
-                STAGE_MESSAGES.labels(stage=stage, result="failed").inc()
+                _child(STAGE_MESSAGES, stage, "failed").inc()
                 break
-            STAGE_MESSAGES.labels(stage=stage, result="passed").inc()
+            _child(STAGE_MESSAGES, stage, "passed").inc()
     elif getattr(outcome, "triaged", False):
-        MESSAGES.labels(outcome="triaged", destination="triage").inc()
+        _child(MESSAGES, "triaged", "triage").inc()
     else:
         decision = outcome.decision
         kind = "rerouted" if getattr(outcome, "refusal", None) is not None else "routed"
-        MESSAGES.labels(outcome=kind, destination=destination_label(decision.authority_id if decision else None)).inc()
+        _child(MESSAGES, kind, destination_label(decision.authority_id if decision else None)).inc()
         for stage in STAGES:
-            STAGE_MESSAGES.labels(stage=stage, result="passed").inc()
+            _child(STAGE_MESSAGES, stage, "passed").inc()
     if seconds is not None:
-        STAGE_SECONDS.labels(stage="pipeline").observe(max(0.0, seconds))
+        _child(STAGE_SECONDS, "pipeline").observe(max(0.0, seconds))
 
 
 def record_batch(size: int, seconds: float) -> None:
     """One batch: its size and the time from ``getmany`` until its offsets were committed."""
     BATCH_SIZE.observe(size)
-    STAGE_SECONDS.labels(stage="batch").observe(max(0.0, seconds))
+    _child(STAGE_SECONDS, "batch").observe(max(0.0, seconds))
 
 
 def observe_stage(stage: str, seconds: float) -> None:
-    STAGE_SECONDS.labels(stage=stage if stage in TIMED_STAGES else "other").observe(max(0.0, seconds))
+    _child(STAGE_SECONDS, stage if stage in TIMED_STAGES else "other").observe(max(0.0, seconds))
 
 
 @contextmanager

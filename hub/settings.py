@@ -29,7 +29,11 @@ class HubSettings(BaseSettings):
     """Partitions of topics the hub creates; the consumer group scales up to this many workers."""
     replication_factor: int = 1
     create_topics: bool = True
-    batch_size: int = 200
+    batch_size: int = Field(default=1000, ge=1)
+    """Most records one fetch hands to the stage (over all its partitions). Each partition's
+    share is one transaction, and a transaction's round trips and markers cost about as much for
+    5 records as for 500: with a backlog, 1000 drained 1.7× faster than 200 (bench/). Under light
+    load batches stay small (what arrived during the last fetch wait), so latency does not grow."""
     fetch_max_wait_ms: int = 25
     """How long the broker may hold a fetch with no new records. A partition resumes after its
     transaction while a fetch for the others is outstanding; this bounds how long it waits."""

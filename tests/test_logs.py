@@ -51,3 +51,17 @@ def test_library_log_records_become_json_lines_too() -> None:
     assert line["level"] == "warning"
     assert line["logger"] == "aiokafka.consumer"
     assert "an.vermeulen@example.org" not in line["event"]
+
+
+def test_scrub_remembers_only_clean_strings_and_masks_every_time() -> None:
+    """The clean-string memo that makes repeated log values cheap must never let personal data
+    through on a second call, nor keep it in memory."""
+    personal = "bel An op 0470 12 34 56 of an@example.be"
+    for _ in range(3):
+        masked = logs.scrub(personal)
+        assert "0470" not in masked and "an@example.be" not in masked
+    assert personal not in logs._CLEAN
+    assert logs.scrub("meldingen.authority.imog") == "meldingen.authority.imog"
+    assert "meldingen.authority.imog" in logs._CLEAN
+    long_clean = "x" * (logs._CLEAN_MAX_CHARS + 1)
+    assert logs.scrub(long_clean) == long_clean and long_clean not in logs._CLEAN

@@ -93,12 +93,12 @@ async def test_an_unexpected_failure_outside_the_stages_never_skips_a_batch(
     failures = 0
     real_process_all = service._process_all
 
-    def fail_once(batches):  # noqa: ANN001, ANN202
+    async def fail_once(batches):  # noqa: ANN001, ANN202
         nonlocal failures
         if failures == 0:
             failures += 1
             raise RuntimeError("unexpected")
-        return real_process_all(batches)
+        return await real_process_all(batches)
 
     service._process_all = fail_once  # type: ignore[method-assign]
     counts = await _run_until_delivered(kafka_bootstrap, service, registry, wanted)
