@@ -126,6 +126,40 @@ async def wait_consumed(bootstrap: str, group: str, topic: str, timeout: float, 
         await consumer.stop()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux ``/proc``); NaN elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def broker_pid(workdir: Path) -> int | None:
+    """The local broker's JVM (its command line names ``workdir``), for its CPU time."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode("utf-8", errors="replace")
+        except OSError:
+            continue
+        if "kafka.Kafka" in cmdline and str(workdir) in cmdline:
+            return int(proc.name)
+    return None
+
+
+async def committed_total(bootstrap: str, group: str, topic: str) -> int:
+    """Records of ``topic`` that ``group`` has committed so far (0 before its first commit)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="meldhub-bench")
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    except KafkaError:
+        committed = {}
+    finally:
+        await admin.close()
+    return sum(o.offset for tp, o in committed.items() if tp.topic == topic and o.offset > 0)
+
+
 @dataclass
 class Out:
     topic: str

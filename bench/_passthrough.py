@@ -1,15 +1,17 @@
 """Raw aiokafka consume → produce pass-through: the hub's Kafka loop without the hub's stages.
 
     python -m bench._passthrough --bootstrap HOST:PORT --src IN --dst OUT --group G \
-        [--mode transactional|plain] [--batch 200]
+        [--mode transactional|plain] [--batch N]
 
 ``transactional`` does what ``hub.service.HubService`` does around the pipeline, with the same
-client settings (``hub.settings.HubSettings``): a consumer (read_committed, same fetch sizes and
-fetch wait), ``getmany`` batches of up to ``--batch`` records, one transactional producer per
-input partition (``acks=all``, idempotent, the hub's linger and retry back-off), each
-partition's batch in its own task with the partition paused until its transaction (outputs and
-offset) ended. ``--coupled`` is the hub's earlier loop for comparison: all partitions of a batch
-committed together before the next fetch, client default back-off and fetch wait. ``plain`` is
+client settings (``hub.settings.HubSettings``, so ``MELDHUB_*`` variables apply to both): a
+consumer (read_committed, same fetch sizes and fetch wait), ``getmany`` batches of up to the
+hub's batch size, one transactional producer per input partition (``acks=all``, idempotent, the
+hub's linger and retry back-off), each partition's batch in its own task with the partition
+paused until its transaction ended, outputs acknowledged before the offsets join it.
+``--coupled`` is the hub's earlier loop for comparison: batches of 200, all partitions of a batch
+committed together before the next fetch, outputs and offsets sent together, client default
+back-off and fetch wait. ``plain`` is
 the at-least-once loop of the hub's first version: one idempotent producer, wait for all
 acknowledgements, then commit the offsets. The value, key and headers go out unchanged, so
 message sizes are the input's. Stops on SIGTERM.
@@ -58,7 +60,7 @@ class Passthrough:
 
         hub = HubSettings()
         self.mode, self.coupled = args.mode, args.coupled
-        self.batch = args.batch or hub.batch_size
+        self.batch = args.batch or (200 if self.coupled else hub.batch_size)
         self.stopping = asyncio.Event()
         self.lock = asyncio.Lock()
         self.producers: dict[TopicPartition, AIOKafkaProducer] = {}
