@@ -97,14 +97,20 @@ async def produce_backlog(bootstrap: str, topic: str, records: Iterable[tuple[by
         await producer.stop()
 
 
-async def wait_consumed(bootstrap: str, group: str, topic: str, timeout: float, alive: Any = None) -> float:
-    """Wait until ``group`` has committed the end of every partition of ``topic``; seconds waited.
-    ``alive()`` (optional) is asked on every poll: a consumer that died fails at once."""
+async def wait_consumed(
+    bootstrap: str, group: str, topic: str, timeout: float, alive: Any = None, poll_s: float = 0.5
+) -> list[tuple[float, int]]:
+    """Wait until ``group`` has committed the end of every partition of ``topic``.
+
+    Returns the samples taken on the way: (``time.monotonic()``, records committed), one per poll
+    that saw the count change. ``alive()`` (optional) is asked on every poll: a consumer that
+    died fails at once."""
     started = time.monotonic()
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="meldhub-bench")
     await consumer.start()
     await admin.start()
+    samples: list[tuple[float, int]] = []
     try:
         parts = await _partitions(bootstrap, [topic])
         end = await consumer.end_offsets(parts)
@@ -113,17 +119,31 @@ async def wait_consumed(bootstrap: str, group: str, topic: str, timeout: float, 
                 committed = await admin.list_consumer_group_offsets(group)
             except KafkaError:  # the group coordinator is not there yet (offsets topic being made)
                 committed = {}
+            now = time.monotonic()
+            done = sum(max(committed[tp].offset, 0) for tp in parts if tp in committed)
+            if not samples or samples[-1][1] != done:
+                samples.append((now, done))
             if all(tp in committed and committed[tp].offset >= end[tp] for tp in parts):
-                return time.monotonic() - started
+                return samples
             if alive is not None and not alive():
                 raise RuntimeError(f"the consumer of group {group} exited before it consumed {topic}")
-            if time.monotonic() - started > timeout:
-                done = sum(committed[tp].offset for tp in parts if tp in committed)
+            if now - started > timeout:
                 raise TimeoutError(f"{group} consumed {done} of {sum(end.values())} records in {timeout:.0f}s")
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(poll_s)
     finally:
         await admin.close()
         await consumer.stop()
+
+
+def committed_rate(samples: list[tuple[float, int]], since: float | None = None) -> tuple[float, int]:
+    """(records/second, records counted) between the first commit seen (at or after ``since``,
+    a ``time.monotonic()`` value) and the last: the records of that first commit and the time
+    before it (start-up, the first batch) are not counted. NaN with fewer than two commits."""
+    usable = [(t, n) for t, n in samples if n > 0 and (since is None or t >= since)]
+    if len(usable) < 2 or usable[-1][0] <= usable[0][0]:
+        return float("nan"), 0
+    (t0, n0), (t1, n1) = usable[0], usable[-1]
+    return (n1 - n0) / (t1 - t0), n1 - n0
 
 
 def cpu_seconds(pid: int) -> float:

@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from hub import logs
 from hub.kafka_admin import ensure_topics
 from hub.pipeline import Record
-from hub.service import TransactionalLoop, record_of
+from hub.service import TransactionalLoop, freeze_startup_objects, record_of
 from hub.settings import HubSettings
 from hub.status import StatusOutcome, StatusStage
 from hub.topics import DEADLETTER, STATUS
@@ -115,6 +115,7 @@ async def serve(settings: StatusSettings) -> None:
             configs={DEADLETTER: big},
         )
     service = StatusService(settings, StatusStage(validator))
+    freeze_startup_objects()
     service.install_signal_handlers()
     await service.run()
 
