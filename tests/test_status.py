@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,9 +14,18 @@ import pytest
 from hub.pipeline import Record
 from hub.status import (
     AFGEROND,
+    AFGEWEZEN,
     DEFINITIEF_GESLOTEN,
+    GESLOTEN,
+    HERINGEDIEND,
+    IN_ONDERZOEK,
     INGEDIEND,
+    INGETROKKEN,
+    ONONTVANKELIJK,
+    OPGELOST,
+    STATUS_NS,
     STATUSES,
+    TOEGEWEZEN,
     TRANSITIONS,
     IllegalTransition,
     StatusChange,
@@ -197,3 +207,41 @@ def test_the_life_cycle_table_in_docs_is_the_code() -> None:
         targets = rows["511"][4] if allowed == "same as 511" else allowed
         documented = set() if targets == "—" else set(targets.split(", "))
         assert documented == set(TRANSITIONS[notation]), notation
+
+
+def test_compiled_validator_reports_on_status_events_as_pyshacl_does(validator: ShaclValidator) -> None:
+    """The status stage validates with the compiled validator by default: on every status and on
+    the mistakes adapters make with events, it must say exactly what pyshacl says, by itself."""
+    from hub.shacl_compiled import CompiledValidator
+
+    compiled = CompiledValidator()
+    rnd = random.Random(2026)
+    notations = [INGEDIEND, TOEGEWEZEN, IN_ONDERZOEK, OPGELOST, AFGEWEZEN, GESLOTEN, INGETROKKEN, HERINGEDIEND,
+                 ONONTVANKELIJK, DEFINITIEF_GESLOTEN, AFGEROND]  # fmt: skip
+    conforming = broken = 0
+    for i in range(440):
+        when = datetime(2026, 11, 21, 10, 2, tzinfo=UTC) + timedelta(minutes=i)
+        text = rnd.choice([None, "De put werd hersteld.", "Doorgestuurd naar IMOG."])
+        doc = StatusChange.create(str(uuid.uuid4()), notations[i % len(notations)], KORTRIJK, text, when).to_jsonld()
+        kind = i % 8
+        if kind == 1:
+            doc["statuswaarde"] = STATUS_NS + "999"
+        elif kind == 2:
+            doc["statusdatum"] = "2026-11-21T10:02:00"
+        elif kind == 3:
+            del doc["statusdatum"]
+        elif kind == 4:
+            doc["statuswaarde"] = [doc["statuswaarde"], STATUS_NS + OPGELOST]
+        elif kind == 5:
+            doc["statusdatum"] = "gisteren"
+        elif kind == 6:
+            del doc["statuswaarde"]
+        graph = status_graph(doc)
+        expected, got = validator.validate(graph), compiled.validate(graph)
+        assert got.conforms == expected.conforms, (kind, doc)
+        key = lambda r: sorted(json.dumps(v, sort_keys=True) for v in r.as_json())  # noqa: E731
+        assert key(got) == key(expected), (kind, doc)
+        conforming += expected.conforms
+        broken += not expected.conforms
+    assert conforming >= 100 and broken >= 200, "both valid and broken events were compared"
+    assert compiled.stats["pyshacl"] == 0, "no status event needed the pyshacl fallback"
