@@ -102,7 +102,7 @@ async def wait_consumed(
 ) -> list[tuple[float, int]]:
     """Wait until ``group`` has committed the end of every partition of ``topic``.
 
-    Returns the samples taken on the way: (``time.monotonic()``, records committed), one per poll
+    Returns the samples taken on the way: (``time.time()``, records committed), one per poll
     that saw the count change. ``alive()`` (optional) is asked on every poll: a consumer that
     died fails at once."""
     started = time.monotonic()
@@ -119,7 +119,7 @@ async def wait_consumed(
                 committed = await admin.list_consumer_group_offsets(group)
             except KafkaError:  # the group coordinator is not there yet (offsets topic being made)
                 committed = {}
-            now = time.monotonic()
+            now = time.time()
             done = sum(max(committed[tp].offset, 0) for tp in parts if tp in committed)
             if not samples or samples[-1][1] != done:
                 samples.append((now, done))
@@ -127,7 +127,7 @@ async def wait_consumed(
                 return samples
             if alive is not None and not alive():
                 raise RuntimeError(f"the consumer of group {group} exited before it consumed {topic}")
-            if now - started > timeout:
+            if time.monotonic() - started > timeout:
                 raise TimeoutError(f"{group} consumed {done} of {sum(end.values())} records in {timeout:.0f}s")
             await asyncio.sleep(poll_s)
     finally:
@@ -135,15 +135,30 @@ async def wait_consumed(
         await consumer.stop()
 
 
-def committed_rate(samples: list[tuple[float, int]], since: float | None = None) -> tuple[float, int]:
-    """(records/second, records counted) between the first commit seen (at or after ``since``,
-    a ``time.monotonic()`` value) and the last: the records of that first commit and the time
-    before it (start-up, the first batch) are not counted. NaN with fewer than two commits."""
-    usable = [(t, n) for t, n in samples if n > 0 and (since is None or t >= since)]
-    if len(usable) < 2 or usable[-1][0] <= usable[0][0]:
+def committed_rate(samples: list[tuple[float, int]], since: float, already: int = 0) -> tuple[float, int]:
+    """(records/second, records counted) from ``since`` (wall-clock seconds: when the consumer got
+    its partitions, ``already`` records committed then) to the last commit: the records' whole
+    processing, first fetch and first batch included, start-up not. NaN without a later commit."""
+    if not samples or samples[-1][0] <= since or samples[-1][1] <= already:
         return float("nan"), 0
-    (t0, n0), (t1, n1) = usable[0], usable[-1]
-    return (n1 - n0) / (t1 - t0), n1 - n0
+    t1, n1 = samples[-1]
+    return (n1 - already) / (t1 - since), n1 - already
+
+
+def assigned_at(log_path: Path, marker: str) -> float:
+    """Wall-clock time of the last line containing ``marker`` in a child's log: the JSON ``timestamp``
+    (ISO, UTC) of a hub line, or the trailing epoch seconds of a pass-through line."""
+    from datetime import datetime
+
+    lines = [ln for ln in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if marker in ln]
+    if not lines:
+        raise LookupError(f"no {marker!r} in {log_path}")
+    line = lines[-1]
+    if line.startswith("{"):
+        import json
+
+        return datetime.fromisoformat(json.loads(line)["timestamp"].replace("Z", "+00:00")).timestamp()
+    return float(line.split()[-1])
 
 
 def cpu_seconds(pid: int) -> float:

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
@@ -50,7 +51,7 @@ class _Listener(ConsumerRebalanceListener):
             if self.loop.mode == "transactional":
                 for tp in assigned:
                     await self.loop.producer_for(tp)
-        print("passthrough.assigned", len(assigned), flush=True)
+        print("passthrough.assigned", len(assigned), time.time(), flush=True)
 
 
 class Passthrough:

@@ -303,9 +303,12 @@ class TransactionalLoop:
 
         async def commit(tp: TopicPartition) -> None:
             await self._ensure_output_topics(t.topic for o in outcomes[tp] for t in (o.output, *o.extra))
-            # bounded: a produce the broker keeps answering with a retriable error would otherwise
+            # bounded: a hanging request (tests/integration/test_loop_timeout.py) would otherwise
             # hold this partition (paused) for ever; on timeout the abort path below fences the
-            # producer and the batch is read again from the committed offset
+            # producer and the batch is read again from the committed offset. Not bounded: the
+            # abort itself, which aiokafka runs on leaving the transaction and which waits for the
+            # pending batches; an idempotent producer never expires them (a broker that refuses
+            # every produce keeps the partition waiting; the transaction timeout aborts it broker-side)
             async with asyncio.timeout(self.settings.transaction_timeout_s):
                 await self._commit_partition(tp, batches[tp], outcomes[tp])
 
