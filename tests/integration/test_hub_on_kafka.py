@@ -114,7 +114,9 @@ def test_killing_the_hub_mid_stream_loses_and_doubles_nothing(
     kafka_bootstrap: str, registry: Registry, index: MunicipalityIndex, tmp_path: Path, sig: signal.Signals
 ) -> None:
     feed = DemoFeed(registry, index, seed=int(sig) * 1000 + 1)
-    items = feed.feed(3000, broken_each=2)  # long enough that the kill lands mid-stream on a fast hub
+    # long enough that the kill lands mid-stream: SIGTERM lets the batches in progress finish, up to
+    # one fetch (1000 records, MELDHUB_BATCH_SIZE) per partition
+    items = feed.feed(8000, broken_each=2)
     log_path = tmp_path / "hub.log"
     hub = HubProcess(kafka_bootstrap, log_path, env=HUB_ENV).start()
     try:
