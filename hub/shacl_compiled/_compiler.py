@@ -68,16 +68,6 @@ _NODE_KINDS = {
     SH + "IRIOrLiteral": (False, True, True),
 }
 
-# Components whose checks look only at each value node: with no value nodes they find nothing,
-# so a property shape whose path has no values in a melding runs only its other checks
-# (sh:minCount, sh:hasValue, sh:equals …). Anything not listed here always runs.
-_PER_VALUE_NODE = frozenset(
-    {
-        "class", "datatype", "nodeKind", "maxCount", "minLength", "maxLength", "pattern", "languageIn",
-        "uniqueLang", "in", "disjoint", "closed", "property", "node", "not", "and", "or", "xone",
-    }
-)  # fmt: skip
-
 Focus = Any
 ValueNodes = list[tuple[Focus, Any]]  # (focus node, its value nodes)
 Check = Callable[[DataGraph, ValueNodes, list["Res"]], None]
@@ -121,8 +111,6 @@ class CShape:
     predicate: str | None = None  # a property shape whose path is one IRI
     path_fn: Callable[[DataGraph, Any], list[Any]] | None = None
     checks: list[Check] = field(default_factory=list)
-    checks_without_values: list[Check] = field(default_factory=list)
-    """The checks that can report something when no focus node has a value (``_PER_VALUE_NODE``)."""
     targets: Callable[[DataGraph], list[Any]] | None = None
     label: str = ""
 
@@ -133,16 +121,9 @@ class CShape:
             pred = self.predicate
             get = data.out.get
             fvn: ValueNodes = []
-            any_value = False
             for f in focus_nodes:
                 props = get(f)
-                values = (props.get(pred) or []) if props else []
-                any_value = any_value or bool(values)
-                fvn.append((f, values))
-            if not any_value:
-                for check in self.checks_without_values:
-                    check(data, fvn, out)
-                return
+                fvn.append((f, (props.get(pred) or []) if props else []))
         elif self.is_property:
             path_fn = self.path_fn
             assert path_fn is not None
@@ -276,8 +257,6 @@ class Compiler:
             check = builder(cs, node)
             if check is not None:
                 cs.checks.append(check)
-                if name not in _PER_VALUE_NODE:
-                    cs.checks_without_values.append(check)
         if (_SH("ignoredProperties") in predicates) and (_SH("closed") not in predicates):
             raise Unsupported("sh:ignoredProperties without sh:closed")
         if has_targets(g, node):
