@@ -261,12 +261,7 @@ class TransactionalLoop:
             metrics.record_batch(len(records), time.perf_counter() - started)
         except Exception as exc:  # noqa: BLE001 - never skip a batch: read it again from the committed offset
             log.error(f"{self.name}.batch_failed", partition=f"{tp.topic}/{tp.partition}", error=type(exc).__name__)
-            await self.close_producers({tp})
-            with contextlib.suppress(Exception):
-                if self.consumer is not None and tp in self.consumer.assignment():
-                    await self.producer_for(tp)
-                    await self.seek_to_committed(tp)
-            await asyncio.sleep(RETRY_DELAY_S)
+            await self._start_over(tp)
         finally:
             self.inflight.pop(tp, None)
             consumer = self.consumer
@@ -315,20 +310,24 @@ class TransactionalLoop:
         results = await asyncio.gather(*(commit(tp) for tp in batches), return_exceptions=True)
         for tp, result in zip(batches, results, strict=True):
             if isinstance(result, BaseException):
-                # Aborted: nothing of this batch is visible downstream. Start over from the
-                # committed offset with a fresh producer (re-fencing is harmless if we still own it).
+                # Aborted: nothing of this batch is visible downstream; start over.
                 log.warning(
                     f"{self.name}.transaction_aborted",
                     partition=f"{tp.topic}/{tp.partition}",
                     error=type(result).__name__,
                     detail=str(result)[:300],
                 )
-                await self.close_producers({tp})
-                with contextlib.suppress(Exception):
-                    if tp in (self.consumer.assignment() if self.consumer else set()):
-                        await self.producer_for(tp)
-                        await self.seek_to_committed(tp)
-                await asyncio.sleep(RETRY_DELAY_S)
+                await self._start_over(tp)
+
+    async def _start_over(self, tp: TopicPartition) -> None:
+        """After a batch that did not commit: a fresh producer (re-fencing is harmless if we still
+        own the partition), the partition sought back to its committed offset, then a pause."""
+        await self.close_producers({tp})
+        with contextlib.suppress(Exception):
+            if self.consumer is not None and tp in self.consumer.assignment():
+                await self.producer_for(tp)
+                await self.seek_to_committed(tp)
+        await asyncio.sleep(RETRY_DELAY_S)
 
     async def _commit_partition(
         self, tp: TopicPartition, records: list[ConsumerRecord], outcomes: list[Any]

@@ -44,7 +44,7 @@ class StatusSettings(BaseSettings):
     create_topics: bool = True
     partitions: int = Field(default=3, validation_alias=AliasChoices("MELDHUB_PARTITIONS", "partitions"))
     replication_factor: int = 1
-    batch_size: int = Field(default=1000, ge=1)
+    batch_size: int = Field(default=HubSettings.model_fields["batch_size"].default, ge=1)
     """As the route stage's (``hub.settings.HubSettings.batch_size``)."""
     log_level: str = "INFO"
     shacl: bool = True
