@@ -145,15 +145,20 @@ def committed_rate(samples: list[tuple[float, int]], since: float, already: int 
     return (n1 - already) / (t1 - since), n1 - already
 
 
+def last_line(log_path: Path, marker: str) -> str | None:
+    """The last line of a child's log that contains ``marker`` (None when there is none yet)."""
+    lines = [ln for ln in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if marker in ln]
+    return lines[-1] if lines else None
+
+
 def assigned_at(log_path: Path, marker: str) -> float:
     """Wall-clock time of the last line containing ``marker`` in a child's log: the JSON ``timestamp``
     (ISO, UTC) of a hub line, or the trailing epoch seconds of a pass-through line."""
     from datetime import datetime
 
-    lines = [ln for ln in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if marker in ln]
-    if not lines:
+    line = last_line(log_path, marker)
+    if line is None:
         raise LookupError(f"no {marker!r} in {log_path}")
-    line = lines[-1]
     if line.startswith("{"):
         import json
 
@@ -161,8 +166,11 @@ def assigned_at(log_path: Path, marker: str) -> float:
     return float(line.split()[-1])
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (Linux ``/proc``); NaN elsewhere."""
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds a process has used so far (Linux ``/proc``); NaN elsewhere or
+    for no process."""
+    if pid is None:
+        return float("nan")
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

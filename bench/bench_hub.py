@@ -14,10 +14,10 @@ One local broker (``hub.kafka_local.LocalKafka``, temp dir, free port, stopped a
 Throughput: a backlog of valid DemoFeed meldingen is written to the input topic first, then the
 consumer starts; messages/second = records committed / the time from the consumer getting its
 partitions (the time in its log line) to its last commit (offsets read every 50 ms): the whole
-processing counts, start-up does not. (Output timestamps are no clock for this: a transactional consumer stamps its outputs
-when it sends them, after processing the whole batch, so with batches of 1000 their spread
-leaves most of the processing out.) Latency: 500 meldingen/second for a fixed time, each with a send-time header; a
-read_committed consumer of the owner topics notes when each arrives (what an authority's consumer
+processing counts, start-up does not. (Output timestamps are no clock for this: a transactional
+consumer stamps its outputs when it sends them, after processing the whole batch, so with batches
+of 1000 their spread leaves most of the processing out.) Latency: 500 meldingen/second for a fixed
+time, each with a send-time header; a read_committed consumer of the owner topics notes when each arrives (what an authority's consumer
 sees: committed, visible); p50/p99 over the measured ones (a warm-up burst is not measured). The
 broker's JVM is warmed up first with one unmeasured paced run of the pass-through and the hub.
 CPU time of the consumer under test and of the broker comes from /proc (Linux).
@@ -35,11 +35,12 @@ from typing import Any
 
 from bench._common import DOCS, feed_items, median, met, percentile, pyplot, table
 from bench._kafka import (
-    broker_pid,
     assigned_at,
+    broker_pid,
     committed_rate,
     committed_total,
     cpu_seconds,
+    last_line,
     local_broker,
     paced,
     passthrough,
@@ -93,10 +94,10 @@ class _Cpu:
 
     async def start(self) -> None:
         self.done0 = await committed_total(self.bootstrap, self.group, self.topic)
-        self.c0 = (cpu_seconds(self.worker), cpu_seconds(self.broker) if self.broker else float("nan"))
+        self.c0 = (cpu_seconds(self.worker), cpu_seconds(self.broker))
 
     def stop(self, n: int) -> dict[str, float]:
-        c1 = (cpu_seconds(self.worker), cpu_seconds(self.broker) if self.broker else float("nan"))
+        c1 = (cpu_seconds(self.worker), cpu_seconds(self.broker))
         records = max(n - self.done0, 1)
         return {"worker_us": (c1[0] - self.c0[0]) / records * 1e6, "broker_us": (c1[1] - self.c0[1]) / records * 1e6}
 
@@ -151,8 +152,8 @@ async def _hub_throughput(bootstrap: str, variant: str, workdir: Path) -> dict[s
 
 async def _hub_group_throughput(bootstrap: str, workers: int, workdir: Path) -> dict[str, Any]:
     """The hub as a consumer group of ``workers`` processes over a backlog, as (b). The workers
-    start together; the rate counts only the outputs after the group settled (every worker owns
-    inbound partitions), so neither start-up nor the rebalance is in it."""
+    start together; the rate counts only the records committed after the group settled (every
+    worker owns inbound partitions), so neither start-up nor the rebalance is in it."""
     from hub.topics import DEADLETTER, INBOUND
 
     topics, configs, outputs = _hub_topics()
@@ -183,12 +184,8 @@ async def _settled(processes: list[Any], workers: int, timeout: float = 60.0) ->
     the wall-clock time from which the group works undisturbed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        owned = []
-        for p in processes:
-            lines = [ln for ln in p.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-                     if '"hub.partitions_assigned"' in ln]  # fmt: skip
-            owned.append(bool(lines) and "meldingen.inbound/" in lines[-1])
-        if len(owned) == workers and all(owned):
+        lines = [last_line(p.log_path, '"hub.partitions_assigned"') for p in processes]
+        if len(lines) == workers and all(line and "meldingen.inbound/" in line for line in lines):
             await asyncio.sleep(0.5)  # the group's last rebalance settles
             return time.time()
         await asyncio.sleep(0.3)
@@ -214,11 +211,11 @@ async def _latency(bootstrap: str, target: str, workdir: Path) -> dict[str, Any]
         src = INBOUND
     broker = broker_pid(workdir)
     try:
-        c0 = (cpu_seconds(child.proc.pid), cpu_seconds(broker) if broker else float("nan"), time.monotonic())
+        c0 = (cpu_seconds(child.proc.pid), cpu_seconds(broker), time.monotonic())
         lat, sent, arrived, send_rate = await paced(
             bootstrap, src, outputs, _records(WARMUP + int(RATE * seconds)), RATE, seconds, WARMUP, DRAIN_TIMEOUT
         )
-        c1 = (cpu_seconds(child.proc.pid), cpu_seconds(broker) if broker else float("nan"), time.monotonic())
+        c1 = (cpu_seconds(child.proc.pid), cpu_seconds(broker), time.monotonic())
     finally:
         child.stop()
     wall = c1[2] - c0[2]
