@@ -5,13 +5,13 @@
 
 ``transactional`` does what ``hub.service.HubService`` does around the pipeline, with the same
 client settings (``hub.settings.HubSettings``, so ``MELDHUB_*`` variables apply to both): a
-consumer (read_committed, same fetch sizes and fetch wait), ``getmany`` batches of up to the
-hub's batch size, one transactional producer per input partition (``acks=all``, idempotent, the
-hub's linger and retry back-off), each partition's batch in its own task with the partition
-paused until its transaction ended, outputs acknowledged before the offsets join it.
-``--coupled`` is the hub's earlier loop for comparison: batches of 200, all partitions of a batch
-committed together before the next fetch, outputs and offsets sent together, client default
-back-off and fetch wait. ``plain`` is
+consumer (read_committed, same fetch sizes, fetch wait and fetcher wake-up), ``getmany`` batches
+of up to the hub's batch size, one transactional producer per input partition (``acks=all``,
+idempotent, the hub's linger, record batch size and retry back-off), each partition's batch in
+its own task with the partition paused until its transaction ended, outputs acknowledged before
+the offsets join it. ``--coupled`` is the hub's earlier loop for comparison: batches of 200, all
+partitions of a batch committed together before the next fetch, outputs and offsets sent
+together, the clients' defaults for back-off, fetch wait, batch size and fetcher wake-up. ``plain`` is
 the at-least-once loop of the hub's first version: one idempotent producer, wait for all
 acknowledgements, then commit the offsets. The value, key and headers go out unchanged, so
 message sizes are the input's. Stops on SIGTERM.
@@ -69,6 +69,8 @@ class Passthrough:
         self.fetch_max_wait_ms = 500 if self.coupled else hub.fetch_max_wait_ms
         self.retry_backoff_ms = 100 if self.coupled else hub.producer_retry_backoff_ms
         self.linger_ms = 5 if self.coupled else hub.producer_linger_ms
+        self.batch_bytes = 16384 if self.coupled else hub.producer_batch_bytes
+        self.fetcher_wakeup_ms = 200 if self.coupled else hub.fetcher_wakeup_ms
 
     def _producer(self, transactional_id: str | None) -> AIOKafkaProducer:
         return AIOKafkaProducer(
@@ -78,6 +80,7 @@ class Passthrough:
             acks="all",
             max_request_size=MAX_BYTES + 256 * 1024,
             linger_ms=self.linger_ms,
+            max_batch_size=self.batch_bytes,
             retry_backoff_ms=self.retry_backoff_ms,
         )
 
@@ -102,6 +105,7 @@ class Passthrough:
             max_partition_fetch_bytes=MAX_BYTES + 64 * 1024,
             fetch_max_bytes=52428800,
             fetch_max_wait_ms=self.fetch_max_wait_ms,
+            consumer_timeout_ms=self.fetcher_wakeup_ms,
         )
         plain = self._producer(None) if self.mode == "plain" else None
         if plain is not None:

@@ -185,6 +185,7 @@ class TransactionalLoop:
                 acks="all",
                 max_request_size=s.topic_max_message_bytes + 256 * 1024,
                 linger_ms=s.producer_linger_ms,
+                max_batch_size=s.producer_batch_bytes,
                 retry_backoff_ms=s.producer_retry_backoff_ms,
                 transaction_timeout_ms=int(s.transaction_timeout_s * 1000),
             )
@@ -221,6 +222,7 @@ class TransactionalLoop:
             max_partition_fetch_bytes=s.topic_max_message_bytes + 64 * 1024,
             fetch_max_bytes=max(52428800, s.topic_max_message_bytes * 2),
             fetch_max_wait_ms=s.fetch_max_wait_ms,
+            consumer_timeout_ms=s.fetcher_wakeup_ms,
         )
         await consumer.start()
         try:
