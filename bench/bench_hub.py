@@ -295,6 +295,9 @@ def run() -> str:
     )  # fmt: skip
     chart = _chart(r)
 
+    from hub.settings import HubSettings
+
+    settings = HubSettings()
     b_over_a = comp["rate"] / raw["rate"]
     lat_c = r["latency-compiled"]
     p99_ok = lat_c["p99"] < TARGET_P99_MS and lat_c["arrived"] == lat_c["sent"]
@@ -316,11 +319,7 @@ def run() -> str:
         f"{comp['broker_us']:.0f} and {raw['broker_us']:.0f} µs. The difference is the hub's work per melding "
         "(a cProfile of the route stage over 2,000 meldingen, outside this run: compiled SHACL with its JSON-LD "
         "expansion about half, then the JSON log line, the model, routing, re-serialisation and the metrics). "
-        f"Yet the hub kept only {comp['rate'] * comp['worker_us'] / 1e6:.2f} of a core busy (rate × CPU per "
-        f"melding; the pass-through {raw['rate'] * raw['worker_us'] / 1e6:.2f}): a partition's next batch is "
-        "fetched and processed only after its transaction committed, so with three partitions the process "
-        "also waits. Overlapping a partition's next batch with its commit is the next step; halving the "
-        "per-melding work the other.",
+        + _where(comp, raw),
         f"- Scaling out: the hub is a consumer group, each input partition with its own transactions, so workers "
         f"add up where there are cores for them. On these two cores {GROUP_WORKERS} workers reach "
         f"{group['rate']:.0f} msg/s ({group['rate'] / comp['rate']:.2f}× one worker): the workers and the broker "
@@ -337,13 +336,15 @@ def run() -> str:
         f"loop with the hub's settings has p99 {r['latency-transactional']['p99']:.0f} ms itself; the earlier "
         f"coupled loop {r['latency-coupled']['p99']:.0f} ms, the plain at-least-once one "
         f"{r['latency-plain']['p99']:.0f} ms. The hub's loop runs partitions independently, retries the "
-        "coordinator's CONCURRENT_TRANSACTIONS after 10 ms instead of 100, bounds the fetch wait at 25 ms and "
-        "sends the offsets only after the outputs are acknowledged (together, a 3.6+ broker's check of each "
-        "transactional write collided with the coordinator recording the offsets, and aiokafka retried such "
-        "writes as NOT_ENOUGH_REPLICAS: about 40 a second in the hub's log at this rate, none since). The hub's "
-        "tail above the raw loop's is not explained yet: timing its transactions (a temporary probe, not part of "
-        "this run) showed transactions of a few dozen meldingen taking 100–600 ms in their produce and offset "
-        "steps, often on all three partitions at once, while the hub used well under one core.",
+        "coordinator's CONCURRENT_TRANSACTIONS after 10 ms instead of 100 and sends the offsets only after the "
+        "outputs are acknowledged (together, a 3.6+ broker's check of each transactional write collided with "
+        "the coordinator recording the offsets, and aiokafka retried such writes as NOT_ENOUGH_REPLICAS). Two "
+        "causes of the hub's earlier tail (found with a temporary probe, not part of this run): aiokafka's "
+        "fetcher can miss the end of a fetch that finished while a paused partition resumed and then fetched "
+        "nothing until its wake-up ran out, 200 ms by default: every partition stalled 200–250 ms a few times "
+        f"a minute; the hub wakes it every {settings.fetcher_wakeup_ms} ms. And the hub reads two topics: the "
+        "idle meldingen.refusals partitions keep a fetch in flight that a resumed inbound partition waits for, "
+        f"so the fetch wait is {settings.fetch_max_wait_ms} ms (25 ms: p50 ~40 ms).",
     ]
     return "\n\n".join(
         [
@@ -358,6 +359,29 @@ def run() -> str:
             "\n".join(notes),
             f"<sub>{time.monotonic() - started:.0f} s including broker start-up</sub>",
         ]
+    )
+
+
+def _where(comp: dict[str, Any], raw: dict[str, Any]) -> str:
+    """Whether the hub waited or worked: with a core busy, only less work per melding helps."""
+    busy = comp["rate"] * comp["worker_us"] / 1e6
+    text = (
+        f"The hub kept {busy:.2f} of a core busy (rate × CPU per melding; the pass-through "
+        f"{raw['rate'] * raw['worker_us'] / 1e6:.2f}). "
+    )
+    if busy < 0.8:
+        return text + (
+            "A partition's next batch is fetched and processed only after its transaction committed, so with "
+            "three partitions the process also waits: overlapping a partition's next batch with its commit "
+            "would help, and so would less work per melding."
+        )
+    budget = 1e6 / (TARGET_SHARE * raw["rate"]) - raw["worker_us"]
+    return text + (
+        "One hub process is about CPU-bound (Python runs it on one core), so the ratio is one of work per "
+        f"melding: for {TARGET_SHARE:.0%} of this pass-through, everything the hub does beyond the Kafka "
+        f"client's work would have to fit in ~{budget:.0f} µs per melding on one core "
+        f"(now ~{comp['worker_us'] - raw['worker_us']:.0f} µs), or the work be spread over workers with cores "
+        "of their own (next note)."
     )
 
 
