@@ -38,8 +38,9 @@ class HubSettings(BaseSettings):
     """How long the broker may hold a fetch with no new records. The consumer has one fetch per
     broker in flight, and it always includes idle partitions (``meldingen.refusals``): a partition
     that resumes after its transaction waits for that fetch to end. At 500 meldingen/s, 25 ms gave
-    a median of ~40 ms inbound → owner, 10 ms ~25 ms. The price is idle polling: idle, one hub
-    and its broker used ~7 % and ~15 % of a core with 10 ms, ~3 % and ~6 % with 25 (bench/ machine)."""
+    a median of ~40 ms inbound → owner, 10 ms ~25 ms. The price is idle polling: idle, one hub and
+    its broker used ~7 % and 13–19 % of a core with this and ``fetcher_wakeup_ms`` at 10, ~3 % and
+    5–8 % with 25 and 200 (bench/ machine). Where latency matters less, raise it."""
     fetcher_wakeup_ms: int = Field(default=10, ge=1)
     """Longest the consumer's background fetcher sleeps without a reason to wake (aiokafka's
     ``consumer_timeout_ms``, default 200). aiokafka can miss the end of a fetch that finished
@@ -47,11 +48,12 @@ class HubSettings(BaseSettings):
     every partition stalled for 200 ms a few times a minute at 500 meldingen/s (bench/)."""
     producer_linger_ms: int = 5
     """How long a transactional producer waits to fill a batch (the commit sends what is left)."""
-    producer_batch_bytes: int = Field(default=256 * 1024, ge=1024)
+    producer_batch_bytes: int = Field(default=256 * 1024, ge=1024, le=1_000_000)
     """Bytes a producer gathers per output partition into one record batch (aiokafka's
     ``max_batch_size``, default 16 KiB). A full batch makes the next send wait until it is on its
     way, so with 16 KiB (about nine meldingen) a large transaction went out in a string of round
-    trips; with 256 KiB a backlog drained ~15 % faster (bench/). Memory grows only as filled."""
+    trips; with 256 KiB a backlog drained ~15 % faster (bench/). Memory grows only as filled. At
+    most 1,000,000: a batch must fit the broker's default ``message.max.bytes`` of the owner topics."""
     producer_retry_backoff_ms: int = 10
     """Back-off of the transactional producers' retries. Right after a commit the coordinator
     answers the next transaction with CONCURRENT_TRANSACTIONS until its markers are written; the
