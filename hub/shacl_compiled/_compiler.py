@@ -22,6 +22,7 @@ from rdflib import BNode, Graph, Literal, URIRef
 from rdflib.collection import Collection
 from rdflib.namespace import RDF, RDFS
 
+from hub.shacl_compiled._codegen import Inline, generate
 from hub.shacl_compiled._terms import (
     RDF_LANGSTRING,
     RDF_TYPE,
@@ -70,7 +71,8 @@ _NODE_KINDS = {
 
 Focus = Any
 ValueNodes = list[tuple[Focus, Any]]  # (focus node, its value nodes)
-Check = Callable[[DataGraph, ValueNodes, list["Res"]], None]
+Check = Callable[[DataGraph, ValueNodes, list["Res"]], None] | Inline
+"""A constraint: written out inline by :mod:`hub.shacl_compiled._codegen`, or a closure it calls."""
 
 
 class Unsupported(Exception):
@@ -113,25 +115,9 @@ class CShape:
     checks: list[Check] = field(default_factory=list)
     targets: Callable[[DataGraph], list[Any]] | None = None
     label: str = ""
-
-    def evaluate(self, data: DataGraph, focus_nodes: list[Any], out: list[Res]) -> None:
-        if self.deactivated or not focus_nodes:
-            return
-        if self.predicate is not None:
-            pred = self.predicate
-            get = data.out.get
-            fvn: ValueNodes = []
-            for f in focus_nodes:
-                props = get(f)
-                fvn.append((f, (props.get(pred) or []) if props else []))
-        elif self.is_property:
-            path_fn = self.path_fn
-            assert path_fn is not None
-            fvn = [(f, path_fn(data, f)) for f in focus_nodes]
-        else:
-            fvn = [(f, [f]) for f in focus_nodes]
-        for check in self.checks:
-            check(data, fvn, out)
+    evaluate: Callable[[DataGraph, list[Any], list[Res]], None] = field(default=lambda *_: None, repr=False)
+    """Adds the results of the shape on ``focus_nodes`` to ``out``; generated once the shape's
+    checks are known (:func:`hub.shacl_compiled._codegen.generate`)."""
 
     def conforms(self, data: DataGraph, node: Any) -> bool:
         out: list[Res] = []
@@ -255,12 +241,15 @@ class Compiler:
             if builder is None:
                 raise Unsupported(f"sh:{name}")
             check = builder(cs, node)
-            if check is not None:
+            if isinstance(check, list):
+                cs.checks.extend(check)
+            elif check is not None:
                 cs.checks.append(check)
         if (_SH("ignoredProperties") in predicates) and (_SH("closed") not in predicates):
             raise Unsupported("sh:ignoredProperties without sh:closed")
         if has_targets(g, node):
             cs.targets = compile_targets(g, node)
+        cs.evaluate = generate(cs)
         return cs
 
     def _objects(self, node: Any, name: str) -> list[Any]:
@@ -280,49 +269,41 @@ class Compiler:
         return list(Collection(self.g, lst))
 
     # -- value type -----------------------------------------------------------------------------
-    def _c_class(self, cs: CShape, node: Any) -> Check:
+    def _c_class(self, cs: CShape, node: Any) -> list[Check]:
         classes = self._objects(node, "class")
         if not all(isinstance(c, URIRef) for c in classes):
             raise Unsupported("sh:class with a non-IRI value")
-        rules = [str(c) for c in classes]
-        comp = "ClassConstraintComponent"
-
-        def check(data: DataGraph, fvn: ValueNodes, out: list[Res]) -> None:
-            for cls in rules:
-                for f, values in fvn:
-                    for v in values:
-                        if isinstance(v, Lit) or not data.is_instance(v, cls):
-                            out.append(Res(cs, comp, f, v))
-
-        return check
+        # one check per class, in order; the rdf:type lookup first, the subclass walk if needed
+        return [
+            Inline(
+                "value",
+                "ClassConstraintComponent",
+                "isinstance(v, Lit) or ({C} not in (get(v) or ED).get(RDF_TYPE, E) and not data.is_instance(v, {C}))",
+                {"C": str(c)},
+            )
+            for c in classes
+        ]
 
     def _c_datatype(self, cs: CShape, node: Any) -> Check:
         rule_term = self._one(node, "datatype")
         if not isinstance(rule_term, URIRef):
             raise Unsupported("sh:datatype with a non-IRI value")
         rule = str(rule_term)
-        comp = "DatatypeConstraintComponent"
-
-        def matches(v: Any) -> bool:
-            if not isinstance(v, Lit):
-                return False
-            if v.dt == rule:
-                return v.ok
-            if rule == RDFS_LITERAL:
-                return True
-            if rule == RDFS_DATATYPE and v.dt is not None:
-                return True
-            if v.dt is None and v.lang is None and rule == XSD_STRING:
-                return True
-            return rule == RDF_LANGSTRING and v.lang is not None
-
-        def check(data: DataGraph, fvn: ValueNodes, out: list[Res]) -> None:
-            for f, values in fvn:
-                for v in values:
-                    if not matches(v):
-                        out.append(Res(cs, comp, f, v))
-
-        return check
+        # A literal of the rule's own datatype matches when well-typed; otherwise it matches only
+        # through the rule's special cases (pyshacl's rdfs:Literal, rdfs:Datatype, plain literal
+        # as xsd:string, language-tagged as rdf:langString). No special case: never.
+        otherwise = {
+            RDFS_LITERAL: "True",
+            RDFS_DATATYPE: "v.dt is not None",
+            XSD_STRING: "(v.dt is None and v.lang is None)",
+            RDF_LANGSTRING: "v.lang is not None",
+        }.get(rule, "False")
+        return Inline(
+            "value",
+            "DatatypeConstraintComponent",
+            f"not (isinstance(v, Lit) and (v.ok if v.dt == {{R}} else {otherwise}))",
+            {"R": rule},
+        )
 
     def _c_nodeKind(self, cs: CShape, node: Any) -> Check:
         kind = self._one(node, "nodeKind")
@@ -330,16 +311,12 @@ class Compiler:
         if accepted is None:
             raise Unsupported(f"sh:nodeKind {kind}")
         blank_ok, iri_ok, lit_ok = accepted
-        comp = "NodeKindConstraintComponent"
-
-        def check(data: DataGraph, fvn: ValueNodes, out: list[Res]) -> None:
-            for f, values in fvn:
-                for v in values:
-                    ok = blank_ok if isinstance(v, Blank) else lit_ok if isinstance(v, Lit) else iri_ok
-                    if not ok:
-                        out.append(Res(cs, comp, f, v))
-
-        return check
+        return Inline(
+            "value",
+            "NodeKindConstraintComponent",
+            "not ({B} if isinstance(v, Blank) else {L} if isinstance(v, Lit) else {I})",
+            {"B": blank_ok, "L": lit_ok, "I": iri_ok},
+        )
 
     # -- cardinality ----------------------------------------------------------------------------
     def _count(self, cs: CShape, node: Any, name: str) -> int:
@@ -357,25 +334,11 @@ class Compiler:
         n = self._count(cs, node, "minCount")
         if n == 0:
             return None
-        comp = "MinCountConstraintComponent"
-
-        def check(data: DataGraph, fvn: ValueNodes, out: list[Res]) -> None:
-            for f, values in fvn:
-                if len(values) < n:
-                    out.append(Res(cs, comp, f))
-
-        return check
+        return Inline("focus", "MinCountConstraintComponent", "len(vs) < {N}", {"N": n})
 
     def _c_maxCount(self, cs: CShape, node: Any) -> Check:
         n = self._count(cs, node, "maxCount")
-        comp = "MaxCountConstraintComponent"
-
-        def check(data: DataGraph, fvn: ValueNodes, out: list[Res]) -> None:
-            for f, values in fvn:
-                if len(values) > n:
-                    out.append(Res(cs, comp, f))
-
-        return check
+        return Inline("focus", "MaxCountConstraintComponent", "len(vs) > {N}", {"N": n})
 
     # -- strings --------------------------------------------------------------------------------
     def _length(self, node: Any, name: str) -> int:
@@ -390,33 +353,27 @@ class Compiler:
             raise Unsupported(f"sh:{name} is not a non-negative integer literal")
         return int(value.value)
 
-    def _c_minLength(self, cs: CShape, node: Any) -> Check:
+    def _c_minLength(self, cs: CShape, node: Any) -> Check | None:
         n = self._length(node, "minLength")
-        comp = "MinLengthConstraintComponent"
-
-        def check(data: DataGraph, fvn: ValueNodes, out: list[Res]) -> None:
-            for f, values in fvn:
-                for v in values:
-                    if n == 0:
-                        continue
-                    if isinstance(v, Blank) or len(v.lex if isinstance(v, Lit) else v) < n:
-                        out.append(Res(cs, comp, f, v))
-
-        return check
+        if n == 0:
+            return None
+        return Inline(
+            "value",
+            "MinLengthConstraintComponent",
+            "isinstance(v, Blank) or len(v.lex if isinstance(v, Lit) else v) < {N}",
+            {"N": n},
+        )
 
     def _c_maxLength(self, cs: CShape, node: Any) -> Check:
         n = self._length(node, "maxLength")
-        comp = "MaxLengthConstraintComponent"
+        return Inline(
+            "value",
+            "MaxLengthConstraintComponent",
+            "isinstance(v, Blank) or len(v.lex if isinstance(v, Lit) else v) > {N}",
+            {"N": n},
+        )
 
-        def check(data: DataGraph, fvn: ValueNodes, out: list[Res]) -> None:
-            for f, values in fvn:
-                for v in values:
-                    if isinstance(v, Blank) or len(v.lex if isinstance(v, Lit) else v) > n:
-                        out.append(Res(cs, comp, f, v))
-
-        return check
-
-    def _c_pattern(self, cs: CShape, node: Any) -> Check:
+    def _c_pattern(self, cs: CShape, node: Any) -> list[Check]:
         patterns = self._objects(node, "pattern")
         if not all(isinstance(p, Literal) for p in patterns):
             raise Unsupported("sh:pattern with a non-literal value")
@@ -435,17 +392,15 @@ class Compiler:
             ]
         except re.error as e:
             raise Unsupported(f"sh:pattern does not compile: {e}") from None
-        comp = "PatternConstraintComponent"
-
-        def check(data: DataGraph, fvn: ValueNodes, out: list[Res]) -> None:
-            for m in matchers:
-                search = m.search
-                for f, values in fvn:
-                    for v in values:
-                        if isinstance(v, Blank) or not search(v.lex if isinstance(v, Lit) else v):
-                            out.append(Res(cs, comp, f, v))
-
-        return check
+        return [
+            Inline(
+                "value",
+                "PatternConstraintComponent",
+                "isinstance(v, Blank) or not {S}(v.lex if isinstance(v, Lit) else v)",
+                {"S": m.search},
+            )
+            for m in matchers
+        ]
 
     def _c_languageIn(self, cs: CShape, node: Any) -> Check:
         items = self._list(self._one(node, "languageIn"))
@@ -490,28 +445,12 @@ class Compiler:
 
     # -- values -----------------------------------------------------------------------------------
     def _c_in(self, cs: CShape, node: Any) -> Check:
-        allowed = {term_from_shapes(t) for t in self._list(self._one(node, "in"))}
-        comp = "InConstraintComponent"
+        allowed = frozenset(term_from_shapes(t) for t in self._list(self._one(node, "in")))
+        return Inline("value", "InConstraintComponent", "v not in {A}", {"A": allowed})
 
-        def check(data: DataGraph, fvn: ValueNodes, out: list[Res]) -> None:
-            for f, values in fvn:
-                for v in values:
-                    if v not in allowed:
-                        out.append(Res(cs, comp, f, v))
-
-        return check
-
-    def _c_hasValue(self, cs: CShape, node: Any) -> Check:
+    def _c_hasValue(self, cs: CShape, node: Any) -> list[Check]:
         wanted = [term_from_shapes(t) for t in self._objects(node, "hasValue")]
-        comp = "HasValueConstraintComponent"
-
-        def check(data: DataGraph, fvn: ValueNodes, out: list[Res]) -> None:
-            for hv in wanted:
-                for f, values in fvn:
-                    if hv not in values:
-                        out.append(Res(cs, comp, f))
-
-        return check
+        return [Inline("focus", "HasValueConstraintComponent", "{H} not in vs", {"H": hv}) for hv in wanted]
 
     def _pair(self, node: Any, name: str) -> list[str]:
         preds = self._objects(node, name)
@@ -590,35 +529,25 @@ class Compiler:
             if not sub.is_property:
                 raise Unsupported("sh:property value is not a property shape")
             subs.append(sub)
+        # pyshacl validates one value node at a time: the same results as all at once
+        return Inline("property", "PropertyConstraintComponent", shapes=tuple(subs))
 
-        def check(data: DataGraph, fvn: ValueNodes, out: list[Res]) -> None:
-            nodes = [v for _, values in fvn for v in values]
-            if not nodes:
-                return
-            for sub in subs:  # pyshacl validates one value node at a time: same results
-                sub.evaluate(data, nodes, out)
-
-        return check
-
-    def _c_node(self, cs: CShape, node: Any) -> Check:
+    def _c_node(self, cs: CShape, node: Any) -> list[Check]:
         subs = []
         for ns in self._objects(node, "node"):
             sub = self.shape(ns)
             if sub.is_property:
                 raise Unsupported("sh:node value is a property shape")
             subs.append(sub)
-        comp = "NodeConstraintComponent"
-
-        def check(data: DataGraph, fvn: ValueNodes, out: list[Res]) -> None:
-            for sub in subs:
-                for f, values in fvn:
-                    for v in values:
-                        nested: list[Res] = []
-                        sub.evaluate(data, [v], nested)
-                        if nested:
-                            out.append(Res(cs, comp, f, v, details=nested))
-
-        return check
+        block = (
+            "for f, vs in fvn:\n"
+            "    for v in vs:\n"
+            "        nested = []\n"
+            "        {S}(data, [v], nested)\n"
+            "        if nested:\n"
+            "            out.append(Res({ME}, {COMP}, f, v, details=nested))\n"
+        )
+        return [Inline("code", "NodeConstraintComponent", block, {"S": sub.evaluate}) for sub in subs]
 
     def _c_not(self, cs: CShape, node: Any) -> Check:
         subs = [self.shape(s) for s in self._objects(node, "not")]
@@ -698,7 +627,7 @@ def compile_targets(g: Graph, node: Any) -> Callable[[DataGraph], list[Any]]:
         def one_class(data: DataGraph) -> list[Any]:
             if data.has_subclass_of:
                 return data.instances_of(cls)
-            return [s for s, props in data.out.items() if cls in (props.get(RDF_TYPE) or ())]
+            return data.typed.get(cls) or []
 
         return one_class
 

@@ -105,10 +105,12 @@ def term_text(term: Term) -> str:
 class DataGraph:
     """Triples indexed by subject then predicate; objects kept in insertion order, no duplicates."""
 
-    __slots__ = ("out", "_inc", "has_subclass_of", "origin")
+    __slots__ = ("out", "_inc", "has_subclass_of", "origin", "typed")
 
     def __init__(self) -> None:
         self.out: dict[Any, dict[str, list[Any]]] = {}
+        self.typed: dict[Any, list[Any]] = {}
+        """rdf:type object → its subjects: a shape's class target without a scan of every node."""
         self._inc: dict[Any, list[tuple[Any, str]]] | None = None
         self.has_subclass_of = False
         self.origin: dict[Blank, BNode] | None = None  # blank nodes of the rdflib graph it came from
@@ -125,7 +127,9 @@ class DataGraph:
                 objs.append(o)
             else:
                 return
-        if p == RDFS_SUBCLASSOF:
+        if p == RDF_TYPE:
+            self.typed.setdefault(o, []).append(s)
+        elif p == RDFS_SUBCLASSOF:
             self.has_subclass_of = True
         self._inc = None
 
