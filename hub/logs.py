@@ -1,7 +1,7 @@
 """Structured JSON logging with the melding id as correlation id, and no personal data.
 
-Every log line is one JSON object on stderr. Stages bind the melding id with
-:func:`bind_melding` so each line of a melding's journey can be found with one grep.
+Every log line is one JSON object on stderr. Each line about a melding carries its id as
+``correlation_id`` (:func:`melding_fields`) so its journey can be found with one grep.
 Personal data never reaches a log line: the hub does not log payloads, and as a second
 line of defence :func:`redact_personal_data` drops keys that name personal fields and
 masks e-mail addresses and phone numbers in every string value.
@@ -9,13 +9,14 @@ masks e-mail addresses and phone numbers in every string value.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
-from collections.abc import Iterator, MutableMapping
-from contextlib import contextmanager
+from collections.abc import MutableMapping
 from typing import Any
 
+import orjson
 import structlog
 
 PERSONAL_KEYS = frozenset(
@@ -44,7 +45,8 @@ def scrub(text: str) -> str:
     """Mask e-mail addresses and phone numbers inside free text."""
     if text in _CLEAN:
         return text
-    scrubbed = _PHONE.sub(REDACTED, _EMAIL.sub(REDACTED, text))
+    # no "@", no e-mail address: the pattern needs one (most values, a pass saved)
+    scrubbed = _PHONE.sub(REDACTED, _EMAIL.sub(REDACTED, text) if "@" in text else text)
     if scrubbed == text and len(text) <= _CLEAN_MAX_CHARS:
         if len(_CLEAN) >= _CLEAN_MAX_ENTRIES:
             _CLEAN.clear()
@@ -70,6 +72,15 @@ def redact_personal_data(_: Any, __: str, event_dict: MutableMapping[str, Any]) 
         else:
             event_dict[key] = _scrub_value(event_dict[key])
     return event_dict
+
+
+def _render(event_dict: Any, default: Any = None, **_: Any) -> str:
+    """One JSON line (orjson: a third of :func:`json.dumps`'s time, once per routed melding).
+    What orjson refuses (an integer over 64 bits, a key that is no string) goes to json."""
+    try:
+        return orjson.dumps(event_dict, default=default).decode("utf-8")
+    except TypeError:
+        return json.dumps(event_dict, ensure_ascii=False, default=default)
 
 
 def configure(level: str = "INFO", stream: Any = None) -> None:
@@ -98,11 +109,10 @@ def configure(level: str = "INFO", stream: Any = None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
-            *shared,
             structlog.processors.format_exc_info,
             redact_personal_data,
-            structlog.processors.JSONRenderer(ensure_ascii=False),
+            *shared,  # level and time are the hub's own: added after the gate, never scrubbed
+            structlog.processors.JSONRenderer(serializer=_render),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=structlog.PrintLoggerFactory(file=out),
@@ -114,11 +124,8 @@ def get_logger(name: str = "hub") -> structlog.stdlib.BoundLogger:
     return structlog.get_logger(name)
 
 
-@contextmanager
-def bind_melding(melding_id: str | None) -> Iterator[None]:
-    """Bind the melding id as ``correlation_id`` for every log line inside the block."""
-    if melding_id is None:
-        yield
-        return
-    with structlog.contextvars.bound_contextvars(correlation_id=melding_id):
-        yield
+def melding_fields(melding_id: str | None) -> dict[str, str]:
+    """``correlation_id``: the melding id, for the keyword arguments of each log line about one
+    melding. Passed per call, not bound as a context variable: binding and unbinding that cost
+    half as much again as the line itself, once per routed melding."""
+    return {} if melding_id is None else {"correlation_id": melding_id}

@@ -402,42 +402,45 @@ class HubService(TransactionalLoop):
         metrics.record_outcome(outcome)
 
     def log_outcome(self, outcome: Outcome, partition: int, offset: int) -> None:
-        with logs.bind_melding(outcome.melding_id):
-            if outcome.dead_lettered:
-                log.warning(
-                    "melding.deadlettered",
-                    error_class=str(outcome.error_class),
-                    reason=outcome.reason,
-                    topic=outcome.output.topic,
-                    partition=partition,
-                    offset=offset,
-                )
-            elif outcome.triaged:
-                rfs = outcome.refusal
-                log.warning(
-                    "melding.triaged",
-                    refused_by=rfs.refused_by if rfs else None,
-                    hops=rfs.hops if rfs else None,
-                    reason=outcome.reason,
-                    topic=outcome.output.topic,
-                    partition=partition,
-                    offset=offset,
-                )
-            else:
-                d = outcome.decision
-                assert d is not None
-                if outcome.refusal is not None:
-                    log.info("melding.refused", refused_by=outcome.refusal.refused_by, hops=outcome.refusal.hops)
-                log.info(
-                    "melding.routed",
-                    authority=d.authority_id,
-                    rule=d.rule_id,
-                    ruleset_version=d.ruleset_version,
-                    municipality=d.municipality_nis,
-                    topic=outcome.output.topic,
-                    partition=partition,
-                    offset=offset,
-                )
+        ids = logs.melding_fields(outcome.melding_id)
+        if outcome.dead_lettered:
+            log.warning(
+                "melding.deadlettered",
+                **ids,
+                error_class=str(outcome.error_class),
+                reason=outcome.reason,
+                topic=outcome.output.topic,
+                partition=partition,
+                offset=offset,
+            )
+        elif outcome.triaged:
+            rfs = outcome.refusal
+            log.warning(
+                "melding.triaged",
+                **ids,
+                refused_by=rfs.refused_by if rfs else None,
+                hops=rfs.hops if rfs else None,
+                reason=outcome.reason,
+                topic=outcome.output.topic,
+                partition=partition,
+                offset=offset,
+            )
+        else:
+            d = outcome.decision
+            assert d is not None
+            if outcome.refusal is not None:
+                log.info("melding.refused", **ids, refused_by=outcome.refusal.refused_by, hops=outcome.refusal.hops)
+            log.info(
+                "melding.routed",
+                **ids,
+                authority=d.authority_id,
+                rule=d.rule_id,
+                ruleset_version=d.ruleset_version,
+                municipality=d.municipality_nis,
+                topic=outcome.output.topic,
+                partition=partition,
+                offset=offset,
+            )
 
 
 def record_of(r: ConsumerRecord) -> Record:

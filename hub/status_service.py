@@ -80,25 +80,27 @@ class StatusService(TransactionalLoop):
         return self.stage.process(record)
 
     def log_outcome(self, outcome: StatusOutcome, partition: int, offset: int) -> None:
-        with logs.bind_melding(outcome.melding_id):
-            if outcome.dead_lettered:
-                log.warning(
-                    "status.deadlettered",
-                    error_class=outcome.error_class,
-                    reason=outcome.reason,
-                    topic=outcome.output.topic,
-                    partition=partition,
-                    offset=offset,
-                )
-            else:
-                assert outcome.change is not None
-                log.info(
-                    "status.forwarded",
-                    status=outcome.change.status.notation,
-                    topic=outcome.output.topic,
-                    partition=partition,
-                    offset=offset,
-                )
+        ids = logs.melding_fields(outcome.melding_id)
+        if outcome.dead_lettered:
+            log.warning(
+                "status.deadlettered",
+                **ids,
+                error_class=outcome.error_class,
+                reason=outcome.reason,
+                topic=outcome.output.topic,
+                partition=partition,
+                offset=offset,
+            )
+        else:
+            assert outcome.change is not None
+            log.info(
+                "status.forwarded",
+                **ids,
+                status=outcome.change.status.notation,
+                topic=outcome.output.topic,
+                partition=partition,
+                offset=offset,
+            )
 
 
 async def serve(settings: StatusSettings) -> None:

@@ -16,15 +16,15 @@ def test_personal_keys_and_values_are_redacted_but_routing_facts_stay() -> None:
     buf = io.StringIO()
     logs.configure("INFO", stream=buf)
     log = logs.get_logger("t")
-    with logs.bind_melding("3f6c2a1e-8d4b-4c7a-9e21-5b0d7f6a1c42"):
-        log.info(
-            "melding.routed",
-            melder={"naam": "An Vermeulen"},
-            email="an.vermeulen@example.org",
-            reason="reporter wrote: bel me op 0470/12.34.56 of an.vermeulen@example.org",
-            wkt="POINT (3.2649 50.8303)",
-            municipality="34022",
-        )
+    log.info(
+        "melding.routed",
+        **logs.melding_fields("3f6c2a1e-8d4b-4c7a-9e21-5b0d7f6a1c42"),
+        melder={"naam": "An Vermeulen"},
+        email="an.vermeulen@example.org",
+        reason="reporter wrote: bel me op 0470/12.34.56 of an.vermeulen@example.org",
+        wkt="POINT (3.2649 50.8303)",
+        municipality="34022",
+    )
     (line,) = _lines(buf)
     text = json.dumps(line, ensure_ascii=False)
     for secret in ("An Vermeulen", "an.vermeulen@example.org", "0470/12.34.56"):

@@ -347,6 +347,22 @@ def test_deactivated_shape_is_skipped(tmp_path: Path) -> None:
     assert both(ref, compiled, "ex:a a ex:A .").conforms
 
 
+def test_shape_values_that_look_like_code_stay_data(tmp_path: Path) -> None:
+    """The compiled shapes are generated Python: values from the shapes file (patterns, sh:in
+    members, IRIs) must be compared as data, never become part of the generated source."""
+    code = "x\\\")) or __import__('os')._exit(3) #{COMP}"
+    shapes = node_shape(
+        prop("<https://example.org/p{COMP}>", f'sh:in ( "{code}" ) ; sh:pattern "^x\\\\\\"\\\\)" ; sh:maxCount 1')
+    )
+    ref, compiled = validators(tmp_path, shapes)
+    assert compiled.supported
+    assert both(ref, compiled, f'ex:a a ex:A ; <https://example.org/p{{COMP}}> "{code}" .').conforms
+    bad = both(ref, compiled, 'ex:a a ex:A ; <https://example.org/p{COMP}> "y", "z" .')
+    assert {v.component for v in bad.violations} == {
+        "InConstraintComponent", "PatternConstraintComponent", "MaxCountConstraintComponent"
+    }
+
+
 def test_warning_severity_is_reported(tmp_path: Path) -> None:
     ref, compiled = validators(tmp_path, node_shape(prop("ex:p", "sh:minCount 1 ; sh:severity sh:Warning")))
     (violation,) = both(ref, compiled, "ex:a a ex:A .").violations

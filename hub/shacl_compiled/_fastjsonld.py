@@ -24,7 +24,16 @@ from typing import Any
 import pyoxigraph as ox
 
 from hub import jsonld
-from hub.shacl_compiled._terms import RDF_LANGSTRING, RDF_TYPE, XSD_STRING, Blank, DataGraph, Lit, typed_lit
+from hub.shacl_compiled._terms import (
+    RDF_LANGSTRING,
+    RDF_TYPE,
+    RDFS_SUBCLASSOF,
+    XSD_STRING,
+    Blank,
+    DataGraph,
+    Lit,
+    typed_lit,
+)
 
 MELDING = str(jsonld.MELDING_CLASS)
 
@@ -35,6 +44,7 @@ _BLANK_LABEL = re.compile(r"^_:[A-Za-z0-9]+$")
 _ABSOLUTE_IRI = jsonld._ABSOLUTE_IRI  # the reference's own test for "is a reference"
 _RELATIVE_BASE = jsonld._RELATIVE_BASE
 _MAX_DEPTH = 32
+_KNOWN_IRIS_MAX = 8192
 
 # kinds of term definitions
 _REF, _PLAIN, _LANG, _TYPED = range(4)
@@ -70,6 +80,9 @@ class HubJsonLd:
         self.terms: frozenset[str] = frozenset(ctx) if isinstance(ctx, dict) else frozenset()
         self.classes: dict[str, str] = {}
         self.props: dict[str, tuple[str, int, str | None]] = {}
+        self._known_iris: dict[str, None] = {}
+        """IRIs that passed :meth:`_iri` (categories, types, codes repeat in every melding)."""
+        self._indexed: frozenset[str] = frozenset()
         if not self.enabled:
             return
         prefixes = {k: v for k, v in ctx.items() if isinstance(v, str) and v.endswith(("#", "/"))}
@@ -93,6 +106,8 @@ class HubJsonLd:
                     self.props[term] = kind
         self.prefixes = prefixes
         self._expand = expand
+        # terms whose triples DataGraph.add indexes (types, subclasses); the rest are added inline
+        self._indexed = frozenset(t for t, (pred, _, _) in self.props.items() if pred in (RDF_TYPE, RDFS_SUBCLASSOF))
 
     @staticmethod
     def _kind(definition: dict[str, Any], expand: Any) -> tuple[str, int, str | None] | None:
@@ -147,6 +162,8 @@ class HubJsonLd:
         return self._iri(value)
 
     def _iri(self, value: str) -> str:
+        if value in self._known_iris:
+            return value
         if (
             not _ABSOLUTE_IRI.match(value)
             or value.partition(":")[0] in self.terms  # a compact IRI: the processor expands it
@@ -155,6 +172,9 @@ class HubJsonLd:
             or not _valid_iri(value)
         ):
             raise _Outside
+        if len(self._known_iris) >= _KNOWN_IRIS_MAX:
+            self._known_iris.clear()
+        self._known_iris[value] = None
         return value
 
     def _type(self, value: Any) -> str:
@@ -169,6 +189,7 @@ class HubJsonLd:
         graph = state.graph
         subject = self._ref(obj["@id"], state) if "@id" in obj else state.blank()
         props = self.props
+        table = graph.out
         for key, value in obj.items():
             if key == "@id":
                 continue
@@ -204,7 +225,19 @@ class HubJsonLd:
                     o = self._value(item) if "@value" in item else self._node(item, state, depth + 1)
                 else:  # number, boolean, null, nested list: the processor's rules are subtler
                     raise _Outside
-                graph.add(subject, pred, o)
+                if key in self._indexed:
+                    graph.add(subject, pred, o)
+                    continue
+                # DataGraph.add, written out: no duplicate objects, insertion order kept
+                by_pred = table.get(subject)
+                if by_pred is None:
+                    table[subject] = {pred: [o]}
+                else:
+                    objs = by_pred.get(pred)
+                    if objs is None:
+                        by_pred[pred] = [o]
+                    elif o not in objs:
+                        objs.append(o)
         return subject
 
     def _value(self, obj: dict[str, Any]) -> Lit:
