@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from hub.errors import NotJsonLd, ShapeViolation
 from hub.jsonld import HUB_CONTEXT_IRI, decode_json
@@ -133,6 +133,8 @@ class Melding(Node):
     behandelaar: Ref | None = None
     betrokkene: list[Ref] | Ref | None = None
     melder: Persoon | str | None = None
+    _source: dict[str, Any] | None = PrivateAttr(default=None)
+    """The JSON object it was parsed from (:meth:`from_jsonld`), which :meth:`to_jsonld` equals."""
     meldingsapplicatie: Ref | None = None
     meldingsorganisatie: Ref | None = None
     webpagina: Text | None = None
@@ -144,7 +146,7 @@ class Melding(Node):
         if not isinstance(doc, dict):
             raise NotJsonLd(f"the message is a JSON {type(doc).__name__}, not a JSON-LD object")
         try:
-            return cls.model_validate(doc)
+            melding = cls.model_validate(doc)
         except ValidationError as e:
             # Locations and messages only: the inputs may be personal data (melder, contactpunt).
             errors = e.errors(include_url=False, include_context=False, include_input=False)
@@ -152,6 +154,8 @@ class Melding(Node):
             where = ".".join(str(p) for p in first["loc"][:3])
             details = [{"loc": [str(p) for p in err["loc"]], "msg": err["msg"], "type": err["type"]} for err in errors]
             raise ShapeViolation(f"not the hub's compact form: {where}: {first['msg']}", details=details) from e
+        melding._source = doc
+        return melding
 
     # -- accessors used by the router ------------------------------------------------------------
     @property
@@ -201,8 +205,12 @@ class Melding(Node):
         return out
 
     def with_behandelaar(self, iri: str) -> dict[str, Any]:
-        """The compact JSON-LD of this melding with ``behandelaar`` set (the route stage's decision)."""
-        doc = self.to_jsonld()
+        """The compact JSON-LD of this melding with ``behandelaar`` set (the route stage's decision).
+
+        From the parsed object itself when there is one (equal to :meth:`to_jsonld`, which would
+        serialise the whole model again: a twentieth of the hub's work per melding); top-level
+        copy only, so the caller's object is not changed. Models are not mutated after parsing."""
+        doc = dict(self._source) if self._source is not None else self.to_jsonld()
         doc["behandelaar"] = iri
         return doc
 

@@ -144,6 +144,7 @@ def test_with_behandelaar_sets_it_and_keeps_the_rest() -> None:
     assert routed["behandelaar"] == "https://w3id.org/meldingen-hub/id/organisatie/nis-34013"
     assert {k: v for k, v in routed.items() if k != "behandelaar"} == original
     assert doc == original and m.behandelaar is None  # nothing mutated
+    assert routed == {**m.to_jsonld(), "behandelaar": routed["behandelaar"]}  # what the model says
     assert ShaclValidator().validate(routed).conforms
 
 
