@@ -32,6 +32,11 @@ _EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24
 _PHONE = re.compile(r"(?<![\w.])(?:\+|0)\d(?:[ ./-]?\d){7,13}(?![\w])")
 
 
+# A UUID (the melding ids, the hub's event ids) is no phone number, though its digit groups
+# can look like one ("…-0471-2345-6789-…"): a correlation id must stay greppable.
+_UUID = re.compile(r"(?:urn:uuid:)?[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
+
+
 _CLEAN: dict[str, None] = {}
 """Short strings already found to hold no e-mail address or phone number. Most values in the
 hub's log lines repeat (authority ids, rule ids, topics, event names), and looking one up costs
@@ -43,7 +48,7 @@ _CLEAN_MAX_CHARS = 200
 
 def scrub(text: str) -> str:
     """Mask e-mail addresses and phone numbers inside free text."""
-    if text in _CLEAN:
+    if text in _CLEAN or _UUID.fullmatch(text):
         return text
     # no "@", no e-mail address: the pattern needs one (most values, a pass saved)
     scrubbed = _PHONE.sub(REDACTED, _EMAIL.sub(REDACTED, text) if "@" in text else text)

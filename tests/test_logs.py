@@ -65,3 +65,13 @@ def test_scrub_remembers_only_clean_strings_and_masks_every_time() -> None:
     assert "meldingen.authority.imog" in logs._CLEAN
     long_clean = "x" * (logs._CLEAN_MAX_CHARS + 1)
     assert logs.scrub(long_clean) == long_clean and long_clean not in logs._CLEAN
+
+
+def test_a_uuid_stays_whole_though_its_digit_groups_look_like_a_phone_number() -> None:
+    """A melding id is the correlation id admins grep for; its groups "0471-2345-6789" match the
+    phone pattern, which must not blank part of it."""
+    melding_id = "da903360-0471-2345-6789-ba8060163aa3"
+    assert logs.scrub(melding_id) == melding_id
+    assert logs.scrub(f"urn:uuid:{melding_id}") == f"urn:uuid:{melding_id}"
+    # inside free text the number is still masked: a UUID is only exempt as the whole value
+    assert logs.scrub("bel 0471-2345-6789") == f"bel {logs.REDACTED}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 import time
@@ -82,13 +83,26 @@ def all_topics(registry: Registry) -> list[str]:
     return [DEADLETTER, *(authority_topic(a.id) for a in registry.authorities)]
 
 
+def melding_lines(log: Path) -> int:
+    """Meldingen one worker reported as committed: its JSON log lines whose event is ``melding.*``
+    (read as JSON, not matched as text: the line's spacing is the renderer's business)."""
+    if not log.exists():
+        return 0
+    count = 0
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        if '"melding.' not in line:
+            continue
+        try:
+            event = json.loads(line).get("event", "")
+        except ValueError:  # a line still being written
+            continue
+        count += isinstance(event, str) and event.startswith("melding.")
+    return count
+
+
 def progress(*logs: Path) -> int:
-    """Meldingen the workers reported as committed (one ``melding.*`` line each)."""
-    total = 0
-    for log in logs:
-        if log.exists():
-            total += log.read_text(encoding="utf-8", errors="replace").count('"event": "melding.')
-    return total
+    """Meldingen the workers reported as committed, all workers together."""
+    return sum(melding_lines(log) for log in logs)
 
 
 def wait_for_progress(target: int, *logs: Path, timeout: float = 300) -> int:
