@@ -103,7 +103,7 @@ def configure(level: str = "INFO", stream: Any = None) -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 redact_personal_data,
-                structlog.processors.JSONRenderer(ensure_ascii=False),
+                structlog.processors.JSONRenderer(serializer=_render),
             ],
         )
     )
