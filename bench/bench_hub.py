@@ -249,6 +249,8 @@ def _stage_costs(n: int = 2_000, passes: int = 3) -> dict[str, float]:
     import logging
     import os
 
+    import structlog
+
     from hub import logs, pipeline
     from hub.melding import Melding
     from hub.service import HubService, build_pipeline, record_of
@@ -277,8 +279,10 @@ def _stage_costs(n: int = 2_000, passes: int = 3) -> dict[str, float]:
             times.append((time.process_time() - t0) / len(items) * 1e6)
         return min(times)
 
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
     with open(os.devnull, "w", encoding="utf-8") as devnull:
-        logs.configure("INFO", stream=devnull)
+        logs.configure("INFO", stream=devnull)  # the hub's logging, its lines discarded
         try:
             costs = {
                 "decode": best(lambda r: pipeline.decode(r.value), records),
@@ -290,8 +294,9 @@ def _stage_costs(n: int = 2_000, passes: int = 3) -> dict[str, float]:
                 "metrics": best(service.count, outcomes),
                 "whole record": best(lambda c: service.log_outcome(service.process(record_of(c)), 0, 0), consumed),
             }
-        finally:
-            logging.getLogger().handlers.clear()
+        finally:  # nothing may write to the closed devnull afterwards
+            structlog.reset_defaults()
+            root.handlers[:], root.level = saved[0], saved[1]
     return costs
 
 

@@ -133,11 +133,11 @@ class Melding(Node):
     behandelaar: Ref | None = None
     betrokkene: list[Ref] | Ref | None = None
     melder: Persoon | str | None = None
-    _source: dict[str, Any] | None = PrivateAttr(default=None)
-    """The JSON object it was parsed from (:meth:`from_jsonld`), which :meth:`to_jsonld` equals."""
     meldingsapplicatie: Ref | None = None
     meldingsorganisatie: Ref | None = None
     webpagina: Text | None = None
+    _source: dict[str, Any] | None = PrivateAttr(default=None)
+    """The JSON object it was parsed from (:meth:`from_jsonld`), which :meth:`to_jsonld` equals."""
 
     # -- (de)serialisation ---------------------------------------------------------------------
     @classmethod

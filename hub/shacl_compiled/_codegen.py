@@ -69,8 +69,9 @@ def generate(shape: Any) -> Evaluate:
         else:
             path = src.const(shape.path_fn, "PATH")
             src.add(1, f"fvn = [(f, {path}(data, f)) for f in focus_nodes]")
-        src.add(1, "for f, vs in list(fvn):")
-        if _needs_fvn(shape.checks):  # blocks written for fvn then see this focus node only
+        src.add(1, "for f, vs in fvn:")
+        if _needs_fvn(shape.checks):  # blocks written for fvn then see this focus node only (the
+            # loop goes on over the list it started with)
             src.add(2, "fvn = ((f, vs),)")
         src.checks(me, shape.checks, 2, inline_properties=False)
         src.add(2, "pass")

@@ -30,7 +30,6 @@ from hub.shacl_compiled._terms import (
     RDFS_LITERAL,
     RDFS_RESOURCE,
     XSD_STRING,
-    Blank,
     DataGraph,
     Lit,
     term_from_shapes,

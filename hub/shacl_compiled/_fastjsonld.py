@@ -24,16 +24,7 @@ from typing import Any
 import pyoxigraph as ox
 
 from hub import jsonld
-from hub.shacl_compiled._terms import (
-    RDF_LANGSTRING,
-    RDF_TYPE,
-    RDFS_SUBCLASSOF,
-    XSD_STRING,
-    Blank,
-    DataGraph,
-    Lit,
-    typed_lit,
-)
+from hub.shacl_compiled._terms import RDF_LANGSTRING, RDF_TYPE, XSD_STRING, Blank, DataGraph, Lit, typed_lit
 
 MELDING = str(jsonld.MELDING_CLASS)
 
@@ -44,7 +35,6 @@ _BLANK_LABEL = re.compile(r"^_:[A-Za-z0-9]+$")
 _ABSOLUTE_IRI = jsonld._ABSOLUTE_IRI  # the reference's own test for "is a reference"
 _RELATIVE_BASE = jsonld._RELATIVE_BASE
 _MAX_DEPTH = 32
-_KNOWN_IRIS_MAX = 8192
 
 # kinds of term definitions
 _REF, _PLAIN, _LANG, _TYPED = range(4)
@@ -80,9 +70,8 @@ class HubJsonLd:
         self.terms: frozenset[str] = frozenset(ctx) if isinstance(ctx, dict) else frozenset()
         self.classes: dict[str, str] = {}
         self.props: dict[str, tuple[str, int, str | None]] = {}
-        self._known_iris: dict[str, None] = {}
-        """IRIs that passed :meth:`_iri` (categories, types, codes repeat in every melding)."""
-        self._indexed: frozenset[str] = frozenset()
+        # categories, types and codes repeat in every melding: each reference is judged once
+        self._reference_ok = lru_cache(maxsize=8192)(self._judge_reference)
         if not self.enabled:
             return
         prefixes = {k: v for k, v in ctx.items() if isinstance(v, str) and v.endswith(("#", "/"))}
@@ -106,8 +95,6 @@ class HubJsonLd:
                     self.props[term] = kind
         self.prefixes = prefixes
         self._expand = expand
-        # terms whose triples DataGraph.add indexes (types, subclasses); the rest are added inline
-        self._indexed = frozenset(t for t, (pred, _, _) in self.props.items() if pred in (RDF_TYPE, RDFS_SUBCLASSOF))
 
     @staticmethod
     def _kind(definition: dict[str, Any], expand: Any) -> tuple[str, int, str | None] | None:
@@ -162,20 +149,19 @@ class HubJsonLd:
         return self._iri(value)
 
     def _iri(self, value: str) -> str:
-        if value in self._known_iris:
-            return value
-        if (
+        if not self._reference_ok(value):
+            raise _Outside
+        return value
+
+    def _judge_reference(self, value: str) -> bool:
+        """An absolute IRI this expander may pass through as it is (else the processor decides)."""
+        return not (
             not _ABSOLUTE_IRI.match(value)
             or value.partition(":")[0] in self.terms  # a compact IRI: the processor expands it
             or "/." in value  # dot segments: leave resolution to the processor
             or value.startswith(_RELATIVE_BASE)
             or not _valid_iri(value)
-        ):
-            raise _Outside
-        if len(self._known_iris) >= _KNOWN_IRIS_MAX:
-            self._known_iris.clear()
-        self._known_iris[value] = None
-        return value
+        )
 
     def _type(self, value: Any) -> str:
         if type(value) is not str:
@@ -189,7 +175,6 @@ class HubJsonLd:
         graph = state.graph
         subject = self._ref(obj["@id"], state) if "@id" in obj else state.blank()
         props = self.props
-        table = graph.out
         for key, value in obj.items():
             if key == "@id":
                 continue
@@ -225,19 +210,7 @@ class HubJsonLd:
                     o = self._value(item) if "@value" in item else self._node(item, state, depth + 1)
                 else:  # number, boolean, null, nested list: the processor's rules are subtler
                     raise _Outside
-                if key in self._indexed:
-                    graph.add(subject, pred, o)
-                    continue
-                # DataGraph.add, written out: no duplicate objects, insertion order kept
-                by_pred = table.get(subject)
-                if by_pred is None:
-                    table[subject] = {pred: [o]}
-                else:
-                    objs = by_pred.get(pred)
-                    if objs is None:
-                        by_pred[pred] = [o]
-                    elif o not in objs:
-                        objs.append(o)
+                graph.add(subject, pred, o)
         return subject
 
     def _value(self, obj: dict[str, Any]) -> Lit:
