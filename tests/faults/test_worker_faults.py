@@ -13,7 +13,7 @@ import pytest
 
 from hub.demo import DemoFeed
 from hub.geo import MunicipalityIndex
-from hub.kafka_io import collect, produce
+from hub.kafka_io import collect
 from hub.registry import Registry
 from hub.topics import INBOUND
 from tests.faults.common import (
@@ -76,8 +76,10 @@ def test_a_rebalance_under_load_loses_and_doubles_nothing(
     items = feed.feed(24_000, broken_each=10)
     logs = [tmp_path / f"worker-{n}.log" for n in "abc"]
     workers = [start_worker(kafka_bootstrap, logs[0])]
+    # streamed, not produced up front: every partition keeps getting meldingen while workers join,
+    # so each joiner's partitions have work left however fast the first worker drains its own
+    stream = StreamInBackground(kafka_bootstrap, INBOUND, items, rate=1_000).start()
     try:
-        asyncio.run(produce(kafka_bootstrap, INBOUND, ((i.key, i.value, i.headers) for i in items)))
         done = wait_for_progress(300, *logs)
         workers.append(start_worker(kafka_bootstrap, logs[1]))  # scale out to 2
         done = wait_for_progress(done + 400, *logs)
@@ -85,7 +87,9 @@ def test_a_rebalance_under_load_loses_and_doubles_nothing(
         _wait_for_assignment(logs[2])
         done = wait_for_progress(done + 400, *logs)
         assert done < len(items) - 500, "the stream was nearly processed before the last rebalance"
+        assert stream.flowing, "the stream ended before the last rebalance"
         assert workers[0].stop(signal.SIGTERM) == 0  # scale in: the first one leaves cleanly
+        stream.join()
         delivered = asyncio.run(
             collect(kafka_bootstrap, all_topics(registry), {i.melding_id for i in items}, timeout=600, settle=3)
         )
