@@ -351,12 +351,17 @@ class Child:
                 self.proc.wait(10)
 
 
-def passthrough(bootstrap: str, src: str, dst: str, group: str, mode: str, log_path: Path) -> Child:
-    """``mode``: ``transactional`` (the hub's loop), ``coupled`` (its earlier loop) or ``plain``."""
+def passthrough(
+    bootstrap: str, src: str, dst: str, group: str, mode: str, log_path: Path, outputs: Path | None = None
+) -> Child:
+    """``mode``: ``transactional`` (the hub's loop), ``coupled`` (its earlier loop) or ``plain``;
+    ``outputs``: write the hub's outputs per input instead of the input (``bench/_passthrough.py``)."""
     argv = [sys.executable, "-m", "bench._passthrough", "--bootstrap", bootstrap, "--src", src, "--dst", dst,
             "--group", group, "--mode", "plain" if mode == "plain" else "transactional"]  # fmt: skip
     if mode == "coupled":
         argv.append("--coupled")
+    if outputs is not None:
+        argv += ["--outputs", str(outputs)]
     return Child(argv, log_path)
 
 

@@ -14,7 +14,10 @@ partitions of a batch committed together before the next fetch, outputs and offs
 together, the clients' defaults for back-off, fetch wait, batch size and fetcher wake-up. ``plain`` is
 the at-least-once loop of the hub's first version: one idempotent producer, wait for all
 acknowledgements, then commit the offsets. The value, key and headers go out unchanged, so
-message sizes are the input's. Stops on SIGTERM.
+message sizes are the input's. ``--outputs FILE`` (transactional only) writes instead, for each
+input record, the records the hub wrote for it (owner topic, key, value, headers; a pickle made
+by the bench before the run from the same meldingen): the hub's Kafka work, to the hub's
+topics, without the hub's work per melding. Stops on SIGTERM.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import pickle
 import signal
 import sys
 import time
@@ -71,6 +75,10 @@ class Passthrough:
         self.linger_ms = 5 if self.coupled else hub.producer_linger_ms
         self.batch_bytes = 16384 if self.coupled else hub.producer_batch_bytes
         self.fetcher_wakeup_ms = 200 if self.coupled else hub.fetcher_wakeup_ms
+        self.outputs: dict[bytes, list[tuple]] | None = None
+        if args.outputs:
+            with open(args.outputs, "rb") as f:  # written by the bench itself
+                self.outputs = pickle.load(f)
 
     def _producer(self, transactional_id: str | None) -> AIOKafkaProducer:
         return AIOKafkaProducer(
@@ -155,9 +163,17 @@ class Passthrough:
     async def _commit(self, tp: TopicPartition, records: list) -> None:
         producer = await self.producer_for(tp)
         async with producer.transaction():
-            pending = [
-                await producer.send(self.dst, value=r.value, key=r.key, headers=list(r.headers or ())) for r in records
-            ]
+            if self.outputs is None:
+                pending = [
+                    await producer.send(self.dst, value=r.value, key=r.key, headers=list(r.headers or ()))
+                    for r in records
+                ]
+            else:
+                pending = [
+                    await producer.send(topic, value=value, key=key, headers=headers)
+                    for r in records
+                    for topic, key, value, headers in self.outputs[r.key]
+                ]
             if not self.coupled:  # as the hub's loop: outputs acknowledged before the offsets
                 await asyncio.gather(*pending)
             await producer.send_offsets_to_transaction({tp: records[-1].offset + 1}, self.group)
@@ -173,6 +189,7 @@ def main() -> None:
     p.add_argument("--mode", choices=("transactional", "plain"), default="transactional")
     p.add_argument("--batch", type=int, default=None, help="records per getmany (default: the hub's batch_size)")
     p.add_argument("--coupled", action="store_true", help="the hub's earlier loop (see the module doc)")
+    p.add_argument("--outputs", default=None, help="pickle: input key -> the hub's output records (see the module doc)")
     asyncio.run(Passthrough(p.parse_args()).run())
 
 

@@ -7,7 +7,9 @@ One local broker (``hub.kafka_local.LocalKafka``, temp dir, free port, stopped a
     the way the hub's loop does it (read_committed, one transaction per input partition batch
     with its offsets, partitions independent, same client settings), *coupled* the hub's earlier
     loop (all partitions of a fetch committed together, client defaults), *plain* the
-    at-least-once loop (acknowledged, then committed);
+    at-least-once loop (acknowledged, then committed); (a*) is *transactional* from the hub's inbound
+    topic writing, for each melding, the records the hub wrote for it (owner topics): the hub's
+    Kafka work without its work per melding;
 (b) the hub, ``meldhub hub run`` as a subprocess with ``MELDHUB_VALIDATOR=compiled``;
 (c) the same with ``MELDHUB_VALIDATOR=pyshacl``.
 
@@ -20,7 +22,8 @@ of 1000 their spread leaves most of the processing out.) Latency: 500 meldingen/
 time, each with a send-time header; a read_committed consumer of the owner topics notes when each arrives (what an authority's consumer
 sees: committed, visible); p50/p99 over the measured ones (a warm-up burst is not measured). The
 broker's JVM is warmed up first with one unmeasured paced run of the pass-through and the hub.
-CPU time of the consumer under test and of the broker comes from /proc (Linux).
+CPU time of the consumer under test and of the broker comes from /proc (Linux). Idle: the broker's
+cores on its own and with one idle hub connected.
 Targets (reported, not asserted): hub throughput ≥ 50 % of the raw pass-through; p99 < 50 ms at
 500 meldingen/s.
 """
@@ -53,7 +56,7 @@ from bench._kafka import (
 
 ORDER = 20
 PARTITIONS = 3
-BACKLOG = {"transactional": 20_000, "coupled": 12_000, "plain": 20_000, "compiled": 10_000, "pyshacl": 2_500, "group": 20_000}
+BACKLOG = {"transactional": 20_000, "hub-outputs": 20_000, "coupled": 12_000, "plain": 20_000, "compiled": 10_000, "pyshacl": 2_500, "group": 20_000}
 RATE = 500.0
 SECONDS = {"transactional": 20.0, "coupled": 15.0, "plain": 15.0, "compiled": 20.0, "pyshacl": 6.0}
 WARMUP = 200
@@ -63,6 +66,7 @@ GROUP_WORKERS = 2
 POLL_S = 0.05
 """How often the group's committed offsets are read while a backlog drains (the rate's clock)."""
 TARGET_P99_MS = 50.0
+IDLE_S, IDLE_SETTLE_S = 10.0, 6.0
 
 RAW_IN, RAW_OUT = "bench.passthrough.in", "bench.passthrough.out"
 
@@ -102,22 +106,57 @@ class _Cpu:
         return {"worker_us": (c1[0] - self.c0[0]) / records * 1e6, "broker_us": (c1[1] - self.c0[1]) / records * 1e6}
 
 
+def _hub_outputs(workdir: Path) -> Path:
+    """What the hub writes for each of the bench's meldingen (its pipeline, in this process), as
+    the pickle ``bench/_passthrough.py --outputs`` replays: input key → output records."""
+    import pickle
+
+    from hub.pipeline import Record
+    from hub.service import build_pipeline
+    from hub.settings import HubSettings
+    from hub.topics import INBOUND
+
+    pipe, _ = build_pipeline(HubSettings(validator="compiled"))
+    outputs: dict[bytes, list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]]] = {}
+    for i, (key, value, headers) in enumerate(_records(len(feed_items(2_000)))):
+        o = pipe.process(Record(value=value, key=key, headers=tuple(headers), topic=INBOUND, partition=0, offset=i))
+        outputs[key] = [(x.topic, x.key, x.value, list(x.headers)) for x in (*o.extra, o.output)]
+    path = workdir / "hub-outputs.pickle"
+    path.write_bytes(pickle.dumps(outputs))
+    return path
+
+
 async def _raw_throughput(bootstrap: str, mode: str, workdir: Path) -> dict[str, Any]:
-    await recreate_topics(bootstrap, {RAW_IN: PARTITIONS, RAW_OUT: PARTITIONS})
-    n = await produce_backlog(bootstrap, RAW_IN, _records(BACKLOG[mode]))
+    """``mode`` as ``bench/_passthrough.py``, or ``hub-outputs``: transactional, from the hub's
+    inbound topic to the hub's outputs (owner topics) as the hub wrote them."""
+    from hub.topics import INBOUND
+
+    replay = mode == "hub-outputs"
+    if replay:
+        topics, configs, outputs = _hub_topics()
+        await recreate_topics(bootstrap, topics, configs)
+        src, dsts = INBOUND, outputs
+    else:
+        await recreate_topics(bootstrap, {RAW_IN: PARTITIONS, RAW_OUT: PARTITIONS})
+        src, dsts = RAW_IN, [RAW_OUT]
+    n = await produce_backlog(bootstrap, src, _records(BACKLOG[mode]))
     group = f"bench-raw-{mode}-{uuid.uuid4().hex[:6]}"
-    child = passthrough(bootstrap, RAW_IN, RAW_OUT, group, mode, workdir / "logs" / f"passthrough-{mode}.log")
+    log = workdir / "logs" / f"passthrough-{mode}.log"
+    if replay:
+        child = passthrough(bootstrap, src, RAW_OUT, group, "transactional", log, outputs=_hub_outputs(workdir))
+    else:
+        child = passthrough(bootstrap, src, RAW_OUT, group, mode, log)
     try:
         await asyncio.to_thread(child.wait_for, "passthrough.assigned")
-        cpu = _Cpu(bootstrap, group, RAW_IN, child.proc.pid, workdir)
+        cpu = _Cpu(bootstrap, group, src, child.proc.pid, workdir)
         await cpu.start()
         samples = await wait_consumed(
-            bootstrap, group, RAW_IN, timeout=300, alive=lambda: child.proc.poll() is None, poll_s=POLL_S
+            bootstrap, group, src, timeout=300, alive=lambda: child.proc.poll() is None, poll_s=POLL_S
         )
         used = cpu.stop(n)
     finally:
         child.stop()
-    outs = await read_all(bootstrap, [RAW_OUT])
+    outs = await read_all(bootstrap, dsts)
     rate, counted = committed_rate(samples, since=assigned_at(child.log_path, "passthrough.assigned"))
     return {"n": n, "out": len(outs), "rate": rate, "counted": counted, "dead": 0, **used}
 
@@ -232,7 +271,8 @@ async def _all(bootstrap: str, workdir: Path) -> dict[str, dict[str, Any]]:
     # minutes of load (per-thread CPU of the JVM) and made whichever scenario ran first look slow.
     for target in ("transactional", "compiled"):
         await _latency(bootstrap, target, workdir)
-    for mode in ("transactional", "coupled", "plain"):
+    results["idle"] = await _idle(bootstrap, workdir)
+    for mode in ("transactional", "hub-outputs", "coupled", "plain"):
         results[f"raw-{mode}"] = await _raw_throughput(bootstrap, mode, workdir)
     for variant in ("compiled", "pyshacl"):
         results[f"hub-{variant}"] = await _hub_throughput(bootstrap, variant, workdir)
@@ -240,6 +280,32 @@ async def _all(bootstrap: str, workdir: Path) -> dict[str, dict[str, Any]]:
     for target in ("transactional", "coupled", "plain", "compiled", "pyshacl"):
         results[f"latency-{target}"] = await _latency(bootstrap, target, workdir)
     return results
+
+
+async def _idle(bootstrap: str, workdir: Path) -> dict[str, float]:
+    """Cores the broker uses on its own, and with one idle hub connected (nothing to consume),
+    and the idle hub's own: what a hub costs while nobody reports anything."""
+    topics, configs, _ = _hub_topics()
+    await recreate_topics(bootstrap, topics, configs)
+    broker = broker_pid(workdir)
+
+    async def cores(pid: int | None) -> float:
+        c0, t0 = cpu_seconds(pid), time.monotonic()
+        await asyncio.sleep(IDLE_S)
+        return (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
+
+    alone = await cores(broker)
+    group = f"bench-idle-{uuid.uuid4().hex[:6]}"
+    process = await asyncio.to_thread(_start_hub, bootstrap, group, "compiled", workdir / "logs" / "hub-idle.log")
+    try:
+        await asyncio.sleep(IDLE_SETTLE_S)  # both consumers joined, the group settled
+        c0, h0, t0 = cpu_seconds(broker), cpu_seconds(process.proc.pid), time.monotonic()
+        await asyncio.sleep(IDLE_S)
+        wall = time.monotonic() - t0
+        with_hub, hub = (cpu_seconds(broker) - c0) / wall, (cpu_seconds(process.proc.pid) - h0) / wall
+    finally:
+        process.stop()
+    return {"broker_alone": alone, "broker_with_hub": with_hub, "hub": hub}
 
 
 def _stage_costs(n: int = 2_000, passes: int = 3) -> dict[str, float]:
@@ -306,6 +372,7 @@ def run() -> str:
     with local_broker() as (bootstrap, workdir):
         r = asyncio.run(_all(bootstrap, workdir))
     raw, raw_plain, raw_coupled = r["raw-transactional"], r["raw-plain"], r["raw-coupled"]
+    replay, idle = r["raw-hub-outputs"], r["idle"]
     comp, ref, group = r["hub-compiled"], r["hub-pyshacl"], r["hub-group"]
 
     def share(x: dict[str, Any]) -> str:
@@ -320,6 +387,9 @@ def run() -> str:
         [
             ["(a) raw pass-through, transactional (the hub's Kafka work, the hub's loop)", raw["n"], raw["out"], raw["counted"],
              f"{raw['rate']:.0f}", "100%", us(raw, "worker_us"), us(raw, "broker_us")],
+            ["(a*) raw pass-through, transactional, writing the hub's own outputs to its owner topics "
+             "(the hub's Kafka work without its work per melding)", replay["n"], replay["out"], replay["counted"],
+             f"{replay['rate']:.0f}", share(replay), us(replay, "worker_us"), us(replay, "broker_us")],
             ["(a'') raw pass-through, transactional, the earlier coupled loop", raw_coupled["n"], raw_coupled["out"], raw_coupled["counted"],
              f"{raw_coupled['rate']:.0f}", share(raw_coupled), us(raw_coupled, "worker_us"), us(raw_coupled, "broker_us")],
             ["(a') raw pass-through, plain at-least-once", raw_plain["n"], raw_plain["out"], raw_plain["counted"], f"{raw_plain['rate']:.0f}",
@@ -375,7 +445,10 @@ def run() -> str:
         "are valid meldingen, so both hubs routed every one.",
         f"- Where the time goes: the hub's process spends {comp['worker_us']:.0f} µs of CPU per melding, the "
         f"transactional pass-through {raw['worker_us']:.0f} µs (its Kafka client work only); the broker "
-        f"{comp['broker_us']:.0f} and {raw['broker_us']:.0f} µs. The difference is mostly the hub's work per "
+        f"{comp['broker_us']:.0f} and {raw['broker_us']:.0f} µs. The hub's Kafka work itself is not what limits "
+        f"it: the pass-through that writes the hub's own outputs to the owner topics (a*) reaches "
+        f"{replay['rate']:.0f} msg/s ({share(replay)}) with {replay['worker_us']:.0f} µs per melding in its process "
+        f"and {replay['broker_us']:.0f} in the broker. The difference is the hub's work per "
         "melding; its steps, timed in this run's own process on 2,000 of the same meldingen (CPU µs each): "
         + ", ".join(f"{k} {v:.0f}" for k, v in stages.items() if k != "whole record")
         + f"; the whole record (process, log line, metrics) {stages['whole record']:.0f}. "
@@ -402,9 +475,14 @@ def run() -> str:
         "causes of the hub's earlier tail (found with a temporary probe, not part of this run): aiokafka's "
         "fetcher can miss the end of a fetch that finished while a paused partition resumed and then fetched "
         "nothing until its wake-up ran out, 200 ms by default: every partition stalled 200–250 ms a few times "
-        f"a minute; the hub wakes it every {settings.fetcher_wakeup_ms} ms. And the hub reads two topics: the "
-        "idle meldingen.refusals partitions keep a fetch in flight that a resumed inbound partition waits for, "
-        f"so the fetch wait is {settings.fetch_max_wait_ms} ms (25 ms: p50 ~40 ms).",
+        f"a minute; the hub wakes it every {settings.fetcher_wakeup_ms} ms.",
+        f"- Idle (nothing to consume, {IDLE_S:.0f} s after the group settled): the broker alone used "
+        f"{idle['broker_alone']:.3f} cores, with one idle hub connected {idle['broker_with_hub']:.3f}; the hub "
+        f"itself {idle['hub']:.3f}. The hub reads meldingen.refusals with a consumer of its own (fetch wait "
+        f"{settings.side_fetch_max_wait_ms} ms), so its idle partitions never hold a fetch that a resumed inbound "
+        f"partition must wait for, and the inbound fetch wait can be {settings.fetch_max_wait_ms} ms. With one "
+        "consumer for both topics that wait had to be 10 ms, and the empty fetches cost the broker about a fifth "
+        "of a core while the hub was idle (measured when this changed, not in this run).",
     ]
     return "\n\n".join(
         [

@@ -98,8 +98,9 @@ class _FenceOnAssign(ConsumerRebalanceListener):
     after it (nothing lost). aiokafka has no KIP-447, hence one transactional id per partition.
     """
 
-    def __init__(self, service: TransactionalLoop) -> None:
+    def __init__(self, service: TransactionalLoop, event: str = "partitions_assigned") -> None:
         self.service = service
+        self.event = event
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.service.lock:
@@ -112,7 +113,7 @@ class _FenceOnAssign(ConsumerRebalanceListener):
                 await self.service.producer_for(tp)
                 await self.service.seek_to_committed(tp)
         log.info(
-            f"{self.service.name}.partitions_assigned",
+            f"{self.service.name}.{self.event}",
             partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in assigned),
         )
 
@@ -136,6 +137,13 @@ class TransactionalLoop:
     name = "loop"
     """Prefix of the loop's log events (``<name>.ready``, ``<name>.partitions_assigned``, …)."""
     input_topics: tuple[str, ...] = ()
+    side_topics: tuple[str, ...] = ()
+    """Inputs that are mostly idle (``meldingen.refusals``), read by a second consumer in the same
+    group with a long fetch wait (``side_fetch_max_wait_ms``). A consumer has one fetch per broker
+    in flight and every unpaused partition is in it: read by the main consumer, these idle
+    partitions kept a fetch waiting that a main partition resuming after its commit had to wait
+    for, which forced a 10 ms fetch wait, and that polling cost the broker about a fifth of a core
+    while the hub was idle (bench/)."""
 
     def __init__(self, settings: HubSettings, known_topics: set[str] | None = None) -> None:
         self.settings = settings
@@ -147,6 +155,7 @@ class TransactionalLoop:
         self.producers: dict[TopicPartition, AIOKafkaProducer] = {}
         self.known_topics = set(known_topics or ())
         self.consumer: AIOKafkaConsumer | None = None
+        self.side_consumer: AIOKafkaConsumer | None = None
         self.inflight: dict[TopicPartition, asyncio.Task[None]] = {}
         """Per partition, the batch being processed and committed (the partition is paused)."""
 
@@ -200,18 +209,23 @@ class TransactionalLoop:
                 with contextlib.suppress(Exception):
                     await producer.stop()
 
+    def consumer_of(self, tp: TopicPartition) -> AIOKafkaConsumer | None:
+        """The consumer that reads ``tp`` (the side consumer for a side topic)."""
+        return self.side_consumer if tp.topic in self.side_topics else self.consumer
+
     async def seek_to_committed(self, tp: TopicPartition) -> None:
-        assert self.consumer is not None
-        committed = await self.consumer.committed(tp)
+        consumer = self.consumer_of(tp)
+        assert consumer is not None
+        committed = await consumer.committed(tp)
         if committed is not None:
-            self.consumer.seek(tp, committed)
+            consumer.seek(tp, committed)
         else:
-            await self.consumer.seek_to_beginning(tp)
+            await consumer.seek_to_beginning(tp)
         self.floor[tp] = committed or 0
 
-    async def run(self) -> None:
+    def _new_consumer(self, fetch_max_wait_ms: int) -> AIOKafkaConsumer:
         s = self.settings
-        self.consumer = consumer = AIOKafkaConsumer(
+        return AIOKafkaConsumer(
             bootstrap_servers=s.bootstrap_servers, **client_kwargs(),
             group_id=s.group_id,
             enable_auto_commit=False,
@@ -221,22 +235,37 @@ class TransactionalLoop:
             heartbeat_interval_ms=max(s.session_timeout_ms // 3, 1000),
             max_partition_fetch_bytes=s.topic_max_message_bytes + 64 * 1024,
             fetch_max_bytes=max(52428800, s.topic_max_message_bytes * 2),
-            fetch_max_wait_ms=s.fetch_max_wait_ms,
+            fetch_max_wait_ms=fetch_max_wait_ms,
             consumer_timeout_ms=s.fetcher_wakeup_ms,
         )
-        await consumer.start()
+
+    async def run(self) -> None:
+        s = self.settings
+        self.consumer = consumer = self._new_consumer(s.fetch_max_wait_ms)
+        if self.side_topics:
+            self.side_consumer = self._new_consumer(s.side_fetch_max_wait_ms)
+        consumers = [c for c in (consumer, self.side_consumer) if c is not None]
+        started: list[AIOKafkaConsumer] = []
         try:
+            for c in consumers:
+                await c.start()
+                started.append(c)
             consumer.subscribe(list(self.input_topics), listener=_FenceOnAssign(self))
+            if self.side_consumer is not None:
+                self.side_consumer.subscribe(
+                    list(self.side_topics), listener=_FenceOnAssign(self, "side_partitions_assigned")
+                )
             log.info(
                 f"{self.name}.ready",
                 bootstrap_servers=s.bootstrap_servers,
                 group_id=s.group_id,
-                topics=list(self.input_topics),
+                topics=[*self.input_topics, *self.side_topics],
             )
-            await self._loop(consumer)
+            await _first_failure(*(self._loop(c) for c in consumers))
         finally:
             await self.finish_inflight()
-            await consumer.stop()  # leaves the group: revokes, which closes the producers
+            for c in started:
+                await c.stop()  # leaves the group: revokes, which closes the producers
             await self.close_producers()
             log.info(f"{self.name}.stopped", processed=self.processed)
 
@@ -266,7 +295,7 @@ class TransactionalLoop:
             await self._start_over(tp)
         finally:
             self.inflight.pop(tp, None)
-            consumer = self.consumer
+            consumer = self.consumer_of(tp)
             if consumer is not None and tp in consumer.assignment():
                 consumer.resume(tp)
 
@@ -325,8 +354,9 @@ class TransactionalLoop:
         """After a batch that did not commit: a fresh producer (re-fencing is harmless if we still
         own the partition), the partition sought back to its committed offset, then a pause."""
         await self.close_producers({tp})
+        consumer = self.consumer_of(tp)
         with contextlib.suppress(Exception):
-            if self.consumer is not None and tp in self.consumer.assignment():
+            if consumer is not None and tp in consumer.assignment():
                 await self.producer_for(tp)
                 await self.seek_to_committed(tp)
         await asyncio.sleep(RETRY_DELAY_S)
@@ -386,7 +416,8 @@ class HubService(TransactionalLoop):
     dead letters (:class:`hub.pipeline.Pipeline`)."""
 
     name = "hub"
-    input_topics = (INBOUND, REFUSALS)
+    input_topics = (INBOUND,)
+    side_topics = (REFUSALS,)
 
     def __init__(self, settings: HubSettings, pipeline: Pipeline, known_topics: set[str] | None = None) -> None:
         super().__init__(settings, known_topics)
@@ -441,6 +472,20 @@ class HubService(TransactionalLoop):
                 partition=partition,
                 offset=offset,
             )
+
+
+async def _first_failure(*loops: Any) -> None:
+    """Run the loops until all end; the first that fails cancels the others and its exception is
+    raised as it is (not wrapped in an ExceptionGroup, as a TaskGroup would)."""
+    tasks = [asyncio.ensure_future(loop) for loop in loops]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def record_of(r: ConsumerRecord) -> Record:

@@ -34,13 +34,17 @@ class HubSettings(BaseSettings):
     share is one transaction, and a transaction's round trips and markers cost about as much for
     5 records as for 500: with a backlog, 1000 drained 1.7× faster than 200 (bench/). Under light
     load batches stay small (what arrived during the last fetch wait), so latency does not grow."""
-    fetch_max_wait_ms: int = 10
-    """How long the broker may hold a fetch with no new records. The consumer has one fetch per
-    broker in flight, and it always includes idle partitions (``meldingen.refusals``): a partition
-    that resumes after its transaction waits for that fetch to end. At 500 meldingen/s, 25 ms gave
-    a median of ~40 ms inbound → owner, 10 ms ~25 ms. The price is idle polling: idle, one hub and
-    its broker used ~7 % and 13–19 % of a core with this and ``fetcher_wakeup_ms`` at 10, ~3 % and
-    5–8 % with 25 and 200 (bench/ machine). Where latency matters less, raise it."""
+    fetch_max_wait_ms: int = Field(default=100, ge=0)
+    """How long the broker may hold a fetch of the inbound partitions with no new records. The
+    consumer has one fetch per broker in flight: an inbound partition that resumes after its
+    transaction joins the next fetch, so under light load a melding may wait up to this long;
+    under load the fetch in flight ends as soon as any of its partitions has records. Each empty
+    fetch costs the broker CPU: idle, 10 ms cost it about a fifth of a core, 100 ms about 1 %
+    (bench/ machine). ``meldingen.refusals`` is read by a consumer of its own
+    (``side_fetch_max_wait_ms``), so its idle partitions never hold an inbound fetch."""
+    side_fetch_max_wait_ms: int = Field(default=500, ge=0)
+    """The fetch wait of the consumer of the mostly idle inputs (``meldingen.refusals``): a refusal
+    is read as soon as it is written; this only bounds how often the broker is asked when none is."""
     fetcher_wakeup_ms: int = Field(default=10, ge=1)
     """Longest the consumer's background fetcher sleeps without a reason to wake (aiokafka's
     ``consumer_timeout_ms``, default 200). aiokafka can miss the end of a fetch that finished
