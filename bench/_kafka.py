@@ -365,12 +365,14 @@ def passthrough(
     return Child(argv, log_path)
 
 
-def start_hub(bootstrap: str, group: str, validator: str, log_path: Path) -> Any:
-    """``meldhub hub run`` (``hub.demo_run.HubProcess``) with ``MELDHUB_VALIDATOR=validator``,
-    returned once it owns the inbound partitions."""
+def start_hub(
+    bootstrap: str, group: str, validator: str, log_path: Path, env: Mapping[str, str] | None = None
+) -> Any:
+    """``meldhub hub run`` (``hub.demo_run.HubProcess``) with ``MELDHUB_VALIDATOR=validator``
+    (and ``env``), returned once it owns the inbound partitions."""
     from hub.demo_run import HubProcess
 
-    env = {"MELDHUB_VALIDATOR": validator, "MELDHUB_PARTITIONS": "3"}
+    env = {"MELDHUB_VALIDATOR": validator, "MELDHUB_PARTITIONS": "3", **(env or {})}
     process = HubProcess(bootstrap, log_path, "--group-id", group, env=env)
     process.start(timeout=120)
     deadline = time.monotonic() + 60

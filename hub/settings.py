@@ -39,7 +39,8 @@ class HubSettings(BaseSettings):
     consumer has one fetch per broker in flight: an inbound partition that resumes after its
     transaction joins the next fetch, so under light load a melding may wait up to this long;
     under load the fetch in flight ends as soon as any of its partitions has records. Each empty
-    fetch costs the broker CPU: idle, 10 ms cost it about a fifth of a core, 100 ms about 1 %
+    fetch costs the broker CPU: idle, 10 ms cost it about a fifth of a core; with 100 ms the
+    broker used at most a few hundredths of a core more than without a hub, within the noise
     (bench/ machine). ``meldingen.refusals`` is read by a consumer of its own
     (``side_fetch_max_wait_ms``), so its idle partitions never hold an inbound fetch."""
     side_fetch_max_wait_ms: int = Field(default=500, ge=0)
