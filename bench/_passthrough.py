@@ -7,7 +7,7 @@
 client settings (``hub.settings.HubSettings``, so ``MELDHUB_*`` variables apply to both): a
 consumer (read_committed, same fetch sizes, fetch wait and fetcher wake-up), ``getmany`` batches
 of up to the hub's batch size, one transactional producer per input partition (``acks=all``,
-idempotent, the hub's linger, record batch size and retry back-off), each partition's batch in
+idempotent, the hub's linger, record batch size and retry back-off, the hub's wait before a new transaction's first AddPartitionsToTxn is retried), each partition's batch in
 its own task with the partition paused until its transaction ended, outputs acknowledged before
 the offsets join it. ``--coupled`` is the hub's earlier loop for comparison: batches of 200, all
 partitions of a batch committed together before the next fetch, outputs and offsets sent
@@ -64,6 +64,10 @@ class Passthrough:
         from hub.settings import HubSettings
 
         hub = HubSettings()
+        if args.mode == "transactional" and not args.coupled:
+            from hub.service import tune_aiokafka
+
+            tune_aiokafka(hub)  # the hub's loop, the hub's client settings
         self.mode, self.coupled = args.mode, args.coupled
         self.batch = args.batch or (200 if self.coupled else hub.batch_size)
         self.stopping = asyncio.Event()

@@ -49,6 +49,19 @@ SLICE_S = 0.005
 and other partitions' commits go on while a large batch is processed (pyshacl: ~5 ms a melding)."""
 
 
+def tune_aiokafka(settings: HubSettings) -> None:
+    """Set the one aiokafka behaviour the hub cannot set per client: the wait before a new
+    transaction retries AddPartitionsToTxn after CONCURRENT_TRANSACTIONS (a module constant,
+    20 ms; see ``HubSettings.txn_start_retry_ms``). Process-wide, so it is applied by the
+    stages' loop, never on import. Logged and skipped if aiokafka no longer has that constant."""
+    from aiokafka.producer import sender
+
+    if not isinstance(getattr(sender, "BACKOFF_OVERRIDE", None), float):
+        log.warning("hub.aiokafka_tuning_skipped", reason="aiokafka.producer.sender.BACKOFF_OVERRIDE not found")
+        return
+    sender.BACKOFF_OVERRIDE = settings.txn_start_retry_ms / 1000
+
+
 def build_pipeline(settings: HubSettings) -> tuple[Pipeline, Registry]:
     """Load shapes, polygons and the registry once, at start-up, not per message.
 
@@ -241,6 +254,7 @@ class TransactionalLoop:
 
     async def run(self) -> None:
         s = self.settings
+        tune_aiokafka(s)
         self.consumer = consumer = self._new_consumer(s.fetch_max_wait_ms)
         if self.side_topics:
             self.side_consumer = self._new_consumer(s.side_fetch_max_wait_ms)

@@ -63,6 +63,15 @@ class HubSettings(BaseSettings):
     """Back-off of the transactional producers' retries. Right after a commit the coordinator
     answers the next transaction with CONCURRENT_TRANSACTIONS until its markers are written; the
     client default (100 ms) made that a 100 ms stall per partition (measured in bench/)."""
+    txn_start_retry_ms: float = Field(default=2.0, ge=0.5, le=100.0)
+    """How soon a partition's next transaction asks again to add its first output partitions
+    while the coordinator is still writing the previous transaction's markers (it answers
+    CONCURRENT_TRANSACTIONS for a few ms after each commit). aiokafka waits a fixed 20 ms there
+    (``aiokafka.producer.sender.BACKOFF_OVERRIDE``, not ``retry_backoff_ms``), so every batch
+    after the first paid ~20 ms before its first output was acknowledged; the hub sets this for
+    its process (:func:`hub.service.tune_aiokafka`). bench/ machine, 3 records per transaction:
+    first acknowledgement after a commit 28 ms with 20, 13 with 2, 9 with 1 (each retry is one
+    more request to the coordinator)."""
     transaction_timeout_s: float = Field(default=60.0, gt=0)
     """Longest a partition batch's transaction may take before it is given up (aborted by fencing
     its producer) and the batch read again; matches the producer's transaction timeout."""
