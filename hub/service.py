@@ -44,6 +44,9 @@ class StageOutcome(Protocol):
     extra: tuple[Any, ...]
 
 RETRY_DELAY_S = 2.0
+ABORT_WAIT_S = 10.0
+"""Longest a given-up transaction's abort (and a producer's stop) is waited for; after that the
+producer is abandoned and the next one with its transactional id fences it."""
 SLICE_S = 0.005
 """The stages run on the event loop and yield to it after about this long, so heartbeats, fetches
 and other partitions' commits go on while a large batch is processed (pyshacl: ~5 ms a melding)."""
@@ -219,8 +222,10 @@ class TransactionalLoop:
         for tp in list(self.producers if tps is None else tps):
             producer = self.producers.pop(tp, None)
             if producer is not None:
+                # bounded: stop() waits for pending batches, which a broker refusing every produce
+                # never acknowledges; the next producer with this transactional id fences this one
                 with contextlib.suppress(Exception):
-                    await producer.stop()
+                    await asyncio.wait_for(producer.stop(), ABORT_WAIT_S)
 
     def consumer_of(self, tp: TopicPartition) -> AIOKafkaConsumer | None:
         """The consumer that reads ``tp`` (the side consumer for a side topic)."""
@@ -343,14 +348,11 @@ class TransactionalLoop:
 
         async def commit(tp: TopicPartition) -> None:
             await self._ensure_output_topics(t.topic for o in outcomes[tp] for t in (o.output, *o.extra))
-            # bounded: a hanging request (tests/integration/test_loop_timeout.py) would otherwise
-            # hold this partition (paused) for ever; on timeout the abort path below fences the
-            # producer and the batch is read again from the committed offset. Not bounded: the
-            # abort itself, which aiokafka runs on leaving the transaction and which waits for the
-            # pending batches; an idempotent producer never expires them (a broker that refuses
-            # every produce keeps the partition waiting; the transaction timeout aborts it broker-side)
-            async with asyncio.timeout(self.settings.transaction_timeout_s):
-                await self._commit_partition(tp, batches[tp], outcomes[tp])
+            await _bounded(
+                self._commit_partition(tp, batches[tp], outcomes[tp]),
+                self.settings.transaction_timeout_s,
+                min(ABORT_WAIT_S, self.settings.transaction_timeout_s),
+            )
 
         results = await asyncio.gather(*(commit(tp) for tp in batches), return_exceptions=True)
         for tp, result in zip(batches, results, strict=True):
@@ -486,6 +488,31 @@ class HubService(TransactionalLoop):
                 partition=partition,
                 offset=offset,
             )
+
+
+async def _bounded(commit: Any, timeout_s: float, abort_wait_s: float) -> None:
+    """Await a partition's commit for at most ``timeout_s``, then give it up: a hanging request
+    (tests/integration/test_loop_timeout.py) would otherwise hold the partition (paused) for ever.
+
+    Giving up cancels the commit; leaving the transaction, aiokafka aborts it and waits for the
+    abort to end — which waits for the pending batches, and an idempotent producer never expires
+    them (a broker that refuses every produce). That wait is bounded by ``abort_wait_s``: then a
+    second cancellation leaves it. Either way TimeoutError: the caller starts over from the
+    committed offset with a new producer, which fences this one; nothing of the batch was visible."""
+    task = asyncio.ensure_future(commit)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+        if task in done:
+            task.result()
+            return
+        task.cancel()
+        await asyncio.wait({task}, timeout=abort_wait_s)
+        if not task.done():
+            task.cancel()  # the abort did not end: leave it (its producer is replaced and fenced)
+        raise TimeoutError(f"transaction not committed within {timeout_s:g} s; given up")
+    except asyncio.CancelledError:
+        task.cancel()  # the loop itself is being cancelled: take the commit along
+        raise
 
 
 async def _first_failure(*loops: Any) -> None:

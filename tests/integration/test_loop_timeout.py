@@ -104,3 +104,36 @@ async def test_an_unexpected_failure_outside_the_stages_never_skips_a_batch(
     counts = await _run_until_delivered(kafka_bootstrap, service, registry, wanted)
     assert failures == 1
     assert set(counts) == wanted and set(counts.values()) == {1}, "the failed batch was read again, once"
+
+
+async def test_a_transaction_whose_abort_never_ends_is_left_and_the_batch_committed_once(
+    kafka_bootstrap: str, kafka_topic_factory
+) -> None:  # noqa: ANN001
+    """The first batch's transaction hangs, and so does aiokafka's abort of it (it waits for
+    batches a broker refusing every produce never acknowledges). The loop leaves the abort after
+    its bounded wait; a new producer fences the old one, and the batch is committed once."""
+    service, registry, wanted = await _hub_on_one_partition(
+        kafka_bootstrap, kafka_topic_factory, "abort-hangs", 33, transaction_timeout_s=2.0
+    )
+    hangs, abort_left = 0, False
+    real_commit = service._commit_partition
+
+    async def hang_with_its_abort_once(tp, records, outcomes):  # noqa: ANN001, ANN202
+        nonlocal hangs, abort_left
+        if hangs:
+            return await real_commit(tp, records, outcomes)
+        hangs += 1
+        producer = await service.producer_for(tp)
+        # aiokafka's abort waits for the transaction's end; here it never comes
+        producer._txn_manager.wait_for_transaction_end = asyncio.get_running_loop().create_future
+        try:
+            async with producer.transaction():  # leaving it on cancellation runs the real abort
+                await asyncio.sleep(3600)  # the broker never answers
+        except asyncio.CancelledError:
+            abort_left = True
+            raise
+
+    service._commit_partition = hang_with_its_abort_once  # type: ignore[method-assign]
+    counts = await _run_until_delivered(kafka_bootstrap, service, registry, wanted)
+    assert hangs == 1 and abort_left, "the first transaction and its abort hung, and the abort was left"
+    assert set(counts) == wanted and set(counts.values()) == {1}, "each melding exactly once after the abort was left"
