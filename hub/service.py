@@ -119,9 +119,13 @@ class _FenceOnAssign(ConsumerRebalanceListener):
         self.event = event
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        async with self.service.lock:
-            await self.service.finish_inflight(revoked)  # each transaction commits or aborts first
-            await self.service.close_producers(revoked)
+        self.service.revoking |= revoked  # a batch starting over stops retrying for these
+        try:
+            async with self.service.lock:
+                await self.service.finish_inflight(revoked)  # each transaction commits or aborts first
+                await self.service.close_producers(revoked)
+        finally:
+            self.service.revoking -= revoked
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self.service.lock:
@@ -172,6 +176,8 @@ class TransactionalLoop:
         self.known_topics = set(known_topics or ())
         self.consumer: AIOKafkaConsumer | None = None
         self.side_consumer: AIOKafkaConsumer | None = None
+        self.revoking: set[TopicPartition] = set()
+        """Partitions whose revocation is waiting for their batch in progress."""
         self.inflight: dict[TopicPartition, asyncio.Task[None]] = {}
         """Per partition, the batch being processed and committed (the partition is paused)."""
 
@@ -284,7 +290,7 @@ class TransactionalLoop:
         finally:
             await self.finish_inflight()
             for c in started:
-                await c.stop()  # leaves the group: revokes, which closes the producers
+                await c.stop()  # leaves the group (aiokafka calls no revoke listener here)
             await self.close_producers()
             log.info(f"{self.name}.stopped", processed=self.processed)
 
@@ -368,13 +374,27 @@ class TransactionalLoop:
 
     async def _start_over(self, tp: TopicPartition) -> None:
         """After a batch that did not commit: a fresh producer (re-fencing is harmless if we still
-        own the partition), the partition sought back to its committed offset, then a pause."""
-        await self.close_producers({tp})
-        consumer = self.consumer_of(tp)
-        with contextlib.suppress(Exception):
-            if consumer is not None and tp in consumer.assignment():
-                await self.producer_for(tp)
+        own the partition), the partition sought back to its committed offset, then a pause.
+
+        Retried until both succeed: the caller resumes the partition afterwards, and resumed
+        without the seek its position would be after the batch that did not commit, so the next
+        transaction's offsets would skip it (a broker away longer than the transaction timeout
+        makes the producer's start fail). Given up only when the partition is no longer ours
+        (being revoked or gone: its next owner seeks to the committed offset) or the loop stops."""
+        while True:
+            await self.close_producers({tp})
+            consumer = self.consumer_of(tp)
+            if consumer is None or tp not in consumer.assignment() or tp in self.revoking or self.stopping.is_set():
+                break
+            try:
+                await asyncio.wait_for(self.producer_for(tp), ABORT_WAIT_S)
                 await self.seek_to_committed(tp)
+                break
+            except Exception as exc:  # noqa: BLE001 - keep the partition paused and try again
+                log.warning(
+                    f"{self.name}.start_over_failed", partition=f"{tp.topic}/{tp.partition}", error=type(exc).__name__
+                )
+                await asyncio.sleep(RETRY_DELAY_S)
         await asyncio.sleep(RETRY_DELAY_S)
 
     async def _commit_partition(
@@ -509,6 +529,9 @@ async def _bounded(commit: Any, timeout_s: float, abort_wait_s: float) -> None:
         await asyncio.wait({task}, timeout=abort_wait_s)
         if not task.done():
             task.cancel()  # the abort did not end: leave it (its producer is replaced and fenced)
+        elif not task.cancelled() and task.exception() is not None:
+            error = task.exception()  # retrieved, so it is reported here and not lost
+            raise TimeoutError(f"transaction not committed within {timeout_s:g} s; given up ({type(error).__name__})")
         raise TimeoutError(f"transaction not committed within {timeout_s:g} s; given up")
     except asyncio.CancelledError:
         task.cancel()  # the loop itself is being cancelled: take the commit along

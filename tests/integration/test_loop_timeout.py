@@ -124,16 +124,17 @@ async def test_a_transaction_whose_abort_never_ends_is_left_and_the_batch_commit
             return await real_commit(tp, records, outcomes)
         hangs += 1
         producer = await service.producer_for(tp)
-        # aiokafka's abort waits for the transaction's end; here it never comes
-        producer._txn_manager.wait_for_transaction_end = asyncio.get_running_loop().create_future
-        try:
-            async with producer.transaction():  # leaving it on cancellation runs the real abort
-                await asyncio.sleep(3600)  # the broker never answers
-        except asyncio.CancelledError:
-            abort_left = True
-            raise
+
+        async def never_ends() -> None:  # aiokafka's abort waits for the transaction's end
+            nonlocal abort_left
+            abort_left = True  # the abort is stuck here for good: only leaving it frees the loop
+            await asyncio.get_running_loop().create_future()
+
+        producer._txn_manager.wait_for_transaction_end = never_ends
+        async with producer.transaction():  # leaving it on cancellation runs the real abort
+            await asyncio.sleep(3600)  # the broker never answers
 
     service._commit_partition = hang_with_its_abort_once  # type: ignore[method-assign]
     counts = await _run_until_delivered(kafka_bootstrap, service, registry, wanted)
-    assert hangs == 1 and abort_left, "the first transaction and its abort hung, and the abort was left"
+    assert hangs == 1 and abort_left, "the first transaction hung and its abort waited for an end that never came"
     assert set(counts) == wanted and set(counts.values()) == {1}, "each melding exactly once after the abort was left"
