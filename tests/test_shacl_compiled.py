@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rdflib import Graph
 
 from hub.errors import NotJsonLd
@@ -547,3 +549,46 @@ def test_fast_expansion_equals_the_reference_graph() -> None:
         for s, p, o in data.triples():
             fast.add((term(s), URIRef(p), term(o)))
         assert isomorphic(fast, to_graph(doc)), path.name
+
+
+# --- typed literals without rdflib's Literal (hub.shacl_compiled._terms.typed_lit) -----------------
+
+_XSD = "http://www.w3.org/2001/XMLSchema#"
+_DATETIMEISH = st.builds(
+    lambda y, mo, d, sep, h, mi, s, frac, tz: f"{y}-{mo}-{d}{sep}{h}:{mi}:{s}{frac}{tz}",
+    st.sampled_from(["2026", "0001", "9999", "0000", "+2026", "26", "20265"]),
+    st.sampled_from(["01", "02", "11", "12", "13", "00", "1"]),
+    st.sampled_from(["01", "28", "29", "30", "31", "32", "1"]),
+    st.sampled_from(["T", " ", "t", "", "TT"]),
+    st.sampled_from(["00", "01", "23", "24", "1"]),
+    st.sampled_from(["00", "15", "59", "60"]),
+    st.sampled_from(["00", "59", "60", "5"]),
+    st.sampled_from(["", ".5", ".123456", ".1234567", ".", ",5"]),
+    st.sampled_from(["", "Z", "z", "+00:00", "-05:30", "+14:00", "+24:00", "+0100", "+01", "+01:00:30", " "]),
+)
+
+
+@given(lex=st.one_of(_DATETIMEISH, st.text(max_size=30)))
+@settings(max_examples=1500, deadline=None)
+def test_a_datetime_literal_is_what_rdflib_makes_of_it(lex: str) -> None:
+    """The shortcut for xsd:dateTime gives rdflib's lexical form and well-typedness, valid or not."""
+    from rdflib import Literal, URIRef
+
+    from hub.shacl_compiled._terms import _DATETIME_AS_RDFLIB, lit_from_rdflib, typed_lit
+
+    assert _DATETIME_AS_RDFLIB, "the shortcut is off for this rdflib: the test would compare rdflib with itself"
+    dt = _XSD + "dateTime"
+    assert typed_lit.__wrapped__(lex, dt) == lit_from_rdflib(Literal(lex, datatype=URIRef(dt)))
+
+
+@given(lex=st.text(max_size=40), dt=st.sampled_from([
+    "http://www.opengis.net/ont/geosparql#wktLiteral", "http://www.opengis.net/ont/geosparql#gmlLiteral",
+    "https://example.org/ownType", _XSD + "normalizedString", _XSD + "token", _XSD + "integer", _XSD + "date",
+]))  # fmt: skip
+@settings(max_examples=700, deadline=None)
+def test_a_literal_of_a_datatype_rdflib_does_not_know_is_kept_as_written(lex: str, dt: str) -> None:
+    from rdflib import Literal, URIRef
+
+    from hub.shacl_compiled._terms import lit_from_rdflib, typed_lit
+
+    assert typed_lit.__wrapped__(lex, dt) == lit_from_rdflib(Literal(lex, datatype=URIRef(dt)))

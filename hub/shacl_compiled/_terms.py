@@ -13,6 +13,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, NamedTuple, Union
 
+import rdflib.term as _rdflib_term
 from rdflib import BNode, Graph, Literal, URIRef
 
 RDF_TYPE = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
@@ -90,7 +91,43 @@ def typed_lit(lex: str, datatype: str) -> Lit:
     lexical form of known datatypes and flags ill-typed ones)."""
     if datatype == XSD_STRING:  # to_graph turns xsd:string into rdflib's plain literal
         return Lit(lex, None, None, True)
+    if datatype == XSD_DATETIME and _DATETIME_AS_RDFLIB:
+        try:
+            value = datetime.fromisoformat(lex)
+        except Exception:  # noqa: BLE001 - as rdflib's own conversion catches
+            pass  # ill-typed: rdflib's verdict (and its warning), below
+        else:
+            return Lit(value.isoformat(), None, datatype, True)
+    elif URIRef(datatype) not in _rdflib_term._toPythonMapping and datatype not in _RDFLIB_REWRITTEN:
+        # a datatype rdflib does not know (geo:wktLiteral): no value, no normalisation, not ill-typed
+        return Lit(lex, None, datatype, _actual_datatype_ok(None, datatype))
     return lit_from_rdflib(Literal(lex, datatype=URIRef(datatype)))
+
+
+XSD_DATETIME = XSD + "dateTime"
+_RDFLIB_REWRITTEN = frozenset({XSD + "normalizedString", XSD + "token"})
+"""Datatypes whose lexical form rdflib rewrites whether or not it maps them to a value."""
+
+
+def _rdflib_reads_datetime_as_fromisoformat() -> bool:
+    """Whether this rdflib turns an xsd:dateTime into ``datetime.fromisoformat(lex)`` and writes it
+    back as ``value.isoformat()`` with no well-formedness check of its own (rdflib 7 on Python
+    3.11+). Only then may :func:`typed_lit` skip constructing rdflib's ``Literal`` (~10 µs, a third
+    of expanding a melding): dates are the one typed value that differs in every melding."""
+    dt = URIRef(XSD_DATETIME)
+    if _rdflib_term._toPythonMapping.get(dt) != datetime.fromisoformat:
+        return False
+    if dt in getattr(_rdflib_term, "_check_well_formed_types", {dt: None}):
+        return False
+    samples = ("2026-11-23T01:15:00+00:00", "2026-11-23T01:15:00.5Z", "2026-11-23 01:15:00", "0001-01-01T00:00:00")
+    for lex in samples:
+        lit = Literal(lex, datatype=dt)
+        if str(lit) != datetime.fromisoformat(lex).isoformat() or lit.ill_typed:
+            return False
+    return True
+
+
+_DATETIME_AS_RDFLIB = _rdflib_reads_datetime_as_fromisoformat()
 
 
 def term_text(term: Term) -> str:
