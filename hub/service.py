@@ -228,10 +228,7 @@ class TransactionalLoop:
         for tp in list(self.producers if tps is None else tps):
             producer = self.producers.pop(tp, None)
             if producer is not None:
-                # bounded: stop() waits for pending batches, which a broker refusing every produce
-                # never acknowledges; the next producer with this transactional id fences this one
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(producer.stop(), ABORT_WAIT_S)
+                await _stop_producer(producer, tp)
 
     def consumer_of(self, tp: TopicPartition) -> AIOKafkaConsumer | None:
         """The consumer that reads ``tp`` (the side consumer for a side topic)."""
@@ -550,6 +547,27 @@ async def _first_failure(*loops: Any) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _stop_producer(producer: AIOKafkaProducer, tp: TopicPartition) -> None:
+    """Stop a partition's producer, in bounded time.
+
+    ``stop()`` first waits for the pending batches to be sent, which a broker refusing every
+    produce never acknowledges; the next producer with this transactional id fences this one, so
+    giving up loses nothing. What ``stop()`` would have done after that wait is then done here:
+    the sender task (which would retry those batches for as long as the process lives) is
+    cancelled and the client's connections are closed."""
+    try:
+        await asyncio.wait_for(producer.stop(), ABORT_WAIT_S)
+        return
+    except Exception as exc:  # noqa: BLE001 - TimeoutError, or a broken connection: close what is left
+        log.warning("producer.stop_abandoned", topic=tp.topic, partition=tp.partition, error=type(exc).__name__)
+    sender = getattr(producer, "_sender", None)  # aiokafka's own, as its stop() uses it
+    with contextlib.suppress(Exception):
+        if sender is not None:
+            await asyncio.wait_for(sender.close(), ABORT_WAIT_S)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(producer.client.close(), ABORT_WAIT_S)
 
 
 def record_of(r: ConsumerRecord) -> Record:

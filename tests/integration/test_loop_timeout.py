@@ -138,3 +138,42 @@ async def test_a_transaction_whose_abort_never_ends_is_left_and_the_batch_commit
     counts = await _run_until_delivered(kafka_bootstrap, service, registry, wanted)
     assert hangs == 1 and abort_left, "the first transaction hung and its abort waited for an end that never came"
     assert set(counts) == wanted and set(counts.values()) == {1}, "each melding exactly once after the abort was left"
+
+
+async def test_a_producer_whose_stop_never_ends_is_closed_all_the_same(
+    kafka_bootstrap: str, kafka_topic_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:  # noqa: ANN001
+    """After a given-up transaction its producer is stopped; aiokafka's stop() first waits for the
+    pending batches, which a broker refusing every produce never acknowledges. The loop leaves that
+    wait and closes what stop() would have closed after it: the sender task (else it retries those
+    batches for as long as the process lives) and the connections."""
+    import hub.service
+
+    monkeypatch.setattr(hub.service, "ABORT_WAIT_S", 1.0)
+    service, registry, wanted = await _hub_on_one_partition(
+        kafka_bootstrap, kafka_topic_factory, "stop-hangs", 34, transaction_timeout_s=2.0
+    )
+    stuck: list = []
+    real_commit = service._commit_partition
+
+    async def hang_with_a_stop_that_never_ends(tp, records, outcomes):  # noqa: ANN001, ANN202
+        if stuck:
+            return await real_commit(tp, records, outcomes)
+        producer = await service.producer_for(tp)
+        stuck.append(producer)
+
+        async def never_flushed() -> None:  # the pending batches are never acknowledged
+            await asyncio.get_running_loop().create_future()
+
+        producer._message_accumulator.close = never_flushed
+        async with producer.transaction():
+            await asyncio.sleep(3600)  # the broker never answers
+
+    service._commit_partition = hang_with_a_stop_that_never_ends  # type: ignore[method-assign]
+    counts = await _run_until_delivered(kafka_bootstrap, service, registry, wanted)
+    assert len(stuck) == 1, "the first transaction hung"
+    assert set(counts) == wanted and set(counts.values()) == {1}, "each melding exactly once"
+    old = stuck[0]
+    assert old not in service.producers.values(), "a new producer took the partition over"
+    assert old._sender.sender_task.done(), "the abandoned producer's sender no longer runs"
+    assert not any(conn.connected() for conn in old.client._conns.values()), "and its connections are closed"
