@@ -119,7 +119,7 @@ async def test_a_transaction_whose_abort_never_ends_is_left_and_the_batch_commit
     real_commit = service._commit_partition
 
     async def hang_with_its_abort_once(tp, records, outcomes):  # noqa: ANN001, ANN202
-        nonlocal hangs, abort_left
+        nonlocal hangs
         if hangs:
             return await real_commit(tp, records, outcomes)
         hangs += 1
