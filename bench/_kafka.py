@@ -244,6 +244,21 @@ async def _partitions(bootstrap: str, topics: list[str]) -> list[TopicPartition]
     return parts
 
 
+async def start_group_at_end(bootstrap: str, group: str, topics: list[str]) -> None:
+    """Commit the end of ``topics`` for a new consumer group, so a consumer that joins it reads only
+    what is sent from now on (the hub starts a new group at the beginning) and a run can reuse the
+    topics of the previous one."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = await _partitions(bootstrap, topics)
+        consumer.assign(parts)
+        await consumer.seek_to_end(*parts)
+        await consumer.commit({tp: await consumer.position(tp) for tp in parts})
+    finally:
+        await consumer.stop()
+
+
 def _headers(r: Any) -> dict[str, str]:
     return {k: (v or b"").decode("utf-8", errors="replace") for k, v in (r.headers or ()) if k.startswith("bench-")}
 
@@ -257,11 +272,14 @@ async def paced(
     seconds: float,
     warmup: int,
     drain_timeout: float,
+    paced_warmup_s: float = 0.0,
 ) -> tuple[list[float], int, int, float]:
-    """Send ``warmup`` records, then ``rate`` records/s for ``seconds`` with a send-time header,
-    while a read_committed consumer of ``outputs`` notes when each arrives.
+    """Send ``warmup`` records, then ``rate`` records/s for ``paced_warmup_s`` (not measured either),
+    then ``rate`` records/s for ``seconds`` with a send-time header, while a read_committed
+    consumer of ``outputs`` notes when each arrives.
 
-    Returns (latencies in ms of the measured records that arrived, sent, arrived, achieved send rate).
+    Returns (latencies in ms of the measured records that arrived, in sending order; sent, arrived,
+    achieved send rate).
     """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed",
@@ -298,6 +316,14 @@ async def paced(
         await asyncio.gather(*sent_futures)
         await asyncio.sleep(2.0)
         t0 = time.monotonic()
+        for i in range(int(rate * paced_warmup_s)):  # at the rate, not measured
+            delay = t0 + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            k, v, h = records[(warmup + i) % len(records)]
+            sent_futures.append(await producer.send(src, value=v, key=k, headers=list(h)))
+        warmup += int(rate * paced_warmup_s)
+        t0 = time.monotonic()
         for i in range(n):
             delay = t0 + i / rate - time.monotonic()
             if delay > 0:
@@ -315,7 +341,7 @@ async def paced(
         await collector
         await producer.stop()
         await consumer.stop()
-    return [ns / 1e6 for ns in arrived.values()], n, len(arrived), send_rate
+    return [arrived[i] / 1e6 for i in sorted(arrived)], n, len(arrived), send_rate  # in sending order
 
 
 class Child:

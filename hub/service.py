@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from hub import logs, metrics, privacy
@@ -47,6 +48,8 @@ RETRY_DELAY_S = 2.0
 ABORT_WAIT_S = 10.0
 """Longest a given-up transaction's abort (and a producer's stop) is waited for; after that the
 producer is abandoned and the next one with its transactional id fences it."""
+FORCE_CLOSE_S = 1.0
+"""Longest each step of closing an abandoned producer (its sender, its connections) is waited for."""
 SLICE_S = 0.005
 """The stages run on the event loop and yield to it after about this long, so heartbeats, fetches
 and other partitions' commits go on while a large batch is processed (pyshacl: ~5 ms a melding)."""
@@ -554,20 +557,38 @@ async def _stop_producer(producer: AIOKafkaProducer, tp: TopicPartition) -> None
 
     ``stop()`` first waits for the pending batches to be sent, which a broker refusing every
     produce never acknowledges; the next producer with this transactional id fences this one, so
-    giving up loses nothing. What ``stop()`` would have done after that wait is then done here:
-    the sender task (which would retry those batches for as long as the process lives) is
-    cancelled and the client's connections are closed."""
+    giving up loses nothing. What ``stop()`` would have done after that wait is then done here,
+    each step bounded by ``FORCE_CLOSE_S``: the pending batches are failed (their data released),
+    the sender task (which would retry them for as long as the process lives) is cancelled and the
+    client's connections are closed."""
     try:
         await asyncio.wait_for(producer.stop(), ABORT_WAIT_S)
         return
     except Exception as exc:  # noqa: BLE001 - TimeoutError, or a broken connection: close what is left
         log.warning("producer.stop_abandoned", topic=tp.topic, partition=tp.partition, error=type(exc).__name__)
-    sender = getattr(producer, "_sender", None)  # aiokafka's own, as its stop() uses it
-    with contextlib.suppress(Exception):
-        if sender is not None:
-            await asyncio.wait_for(sender.close(), ABORT_WAIT_S)
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(producer.client.close(), ABORT_WAIT_S)
+    # aiokafka's own parts, as its stop() uses them
+    accumulator = getattr(producer, "_message_accumulator", None)
+    if accumulator is not None:
+        with contextlib.suppress(Exception):
+            accumulator.fail_all(KafkaError("the producer was abandoned: its transaction was given up"))
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        await _bounded_quietly(sender.close())
+    await _bounded_quietly(producer.client.close())
+
+
+async def _bounded_quietly(step: Any) -> None:
+    """Await a clean-up step for at most ``FORCE_CLOSE_S``; its failure is no failure of the caller.
+    A CancelledError that does not cancel this task (a connection's close future cancelled when
+    ``stop()`` was left) is such a failure; one that does is passed on."""
+    try:
+        await asyncio.wait_for(step, FORCE_CLOSE_S)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+    except Exception:  # noqa: BLE001 - best effort: the producer is fenced and dropped anyway
+        pass
 
 
 def record_of(r: ConsumerRecord) -> Record:

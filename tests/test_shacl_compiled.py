@@ -592,3 +592,19 @@ def test_a_literal_of_a_datatype_rdflib_does_not_know_is_kept_as_written(lex: st
     from hub.shacl_compiled._terms import lit_from_rdflib, typed_lit
 
     assert typed_lit.__wrapped__(lex, dt) == lit_from_rdflib(Literal(lex, datatype=URIRef(dt)))
+
+
+def test_the_datetime_shortcut_follows_rdflib_settings_changed_later(monkeypatch: pytest.MonkeyPatch) -> None:
+    """rdflib's settings are process-wide (pyshacl turns normalisation off while it validates): with
+    normalisation off rdflib keeps the lexical form as written, and so does the literal here."""
+    import rdflib
+    from rdflib import Literal, URIRef
+
+    from hub.shacl_compiled._terms import lit_from_rdflib, typed_lit
+
+    dt = _XSD + "dateTime"
+    monkeypatch.setattr(rdflib, "NORMALIZE_LITERALS", False)
+    for lex in ("2026-01-01T00:00:00Z", "2026-01-01T00:00:00.5+01:00"):
+        expected = lit_from_rdflib(Literal(lex, datatype=URIRef(dt)))
+        assert expected.lex == lex, "rdflib no longer normalises: the comparison below means something"
+        assert typed_lit.__wrapped__(lex, dt) == expected

@@ -13,6 +13,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, NamedTuple, Union
 
+import rdflib
 import rdflib.term as _rdflib_term
 from rdflib import BNode, Graph, Literal, URIRef
 
@@ -91,7 +92,7 @@ def typed_lit(lex: str, datatype: str) -> Lit:
     lexical form of known datatypes and flags ill-typed ones)."""
     if datatype == XSD_STRING:  # to_graph turns xsd:string into rdflib's plain literal
         return Lit(lex, None, None, True)
-    if datatype == XSD_DATETIME and _DATETIME_AS_RDFLIB:
+    if datatype == XSD_DATETIME and _DATETIME_AS_RDFLIB and _rdflib_still_reads_datetime_so():
         try:
             value = datetime.fromisoformat(lex)
         except Exception:  # noqa: BLE001 - as rdflib's own conversion catches
@@ -115,9 +116,13 @@ def _rdflib_reads_datetime_as_fromisoformat() -> bool:
     3.11+). Only then may :func:`typed_lit` skip constructing rdflib's ``Literal`` (~10 µs, a third
     of expanding a melding): dates are the one typed value that differs in every melding."""
     dt = URIRef(XSD_DATETIME)
-    if _rdflib_term._toPythonMapping.get(dt) != datetime.fromisoformat:
+    if not hasattr(_rdflib_term, "_check_well_formed_types") or not isinstance(
+        getattr(_rdflib_term, "_toPythonMapping", None), dict
+    ):
         return False
-    if dt in getattr(_rdflib_term, "_check_well_formed_types", {dt: None}):
+    if rdflib.NORMALIZE_LITERALS is not True or _rdflib_term._toPythonMapping.get(dt) != datetime.fromisoformat:
+        return False
+    if dt in _rdflib_term._check_well_formed_types:
         return False
     samples = ("2026-11-23T01:15:00+00:00", "2026-11-23T01:15:00.5Z", "2026-11-23 01:15:00", "0001-01-01T00:00:00")
     for lex in samples:
@@ -128,6 +133,18 @@ def _rdflib_reads_datetime_as_fromisoformat() -> bool:
 
 
 _DATETIME_AS_RDFLIB = _rdflib_reads_datetime_as_fromisoformat()
+_DATETIME_REF = URIRef(XSD_DATETIME)
+
+
+def _rdflib_still_reads_datetime_so() -> bool:
+    """The settings the import-time check relied on, as they are now: rdflib's are process-wide and
+    can change later (pyshacl turns normalisation off while it validates; ``rdflib.term.bind`` can
+    replace the converter)."""
+    return (
+        rdflib.NORMALIZE_LITERALS is True
+        and _rdflib_term._toPythonMapping.get(_DATETIME_REF) == datetime.fromisoformat
+        and _DATETIME_REF not in _rdflib_term._check_well_formed_types
+    )
 
 
 def term_text(term: Term) -> str:
