@@ -164,10 +164,10 @@ def refusal_round(bootstrap: str, delivered: list[Delivered], registry: Registry
     asyncio.run(produce(bootstrap, REFUSALS, records))
     wanted = {d.melding_id for d in picks if d.melding_id}
     topics = [TRIAGE, *(authority_topic(a.id) for a in registry.authorities)]
-    after = [
-        d for d in asyncio.run(collect(bootstrap, topics, wanted, timeout=60, settle=1))
-        if Header.ROUTE_HISTORY in d.headers
-    ]
+    # the first deliveries of these meldingen are on the same topics: wait for the ones after a refusal
+    after = asyncio.run(
+        collect(bootstrap, topics, wanted, timeout=60, settle=1, where=lambda d: Header.ROUTE_HISTORY in d.headers)
+    )
     names = {authority_topic(a.id): a.name for a in registry.authorities} | {TRIAGE: "regionale triage"}
     table = Table(title=f"Refused by their owner ({REFUSALS}) and sent on", title_justify="left")
     for col in ("melding", "refused by", "reason", "now on", "handler"):

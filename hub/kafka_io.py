@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -65,11 +65,14 @@ async def collect(
     timeout: float = 60.0,
     settle: float = 1.0,
     by_key: bool = False,
+    where: Callable[[Delivered], bool] | None = None,
 ) -> list[Delivered]:
     """Read ``topics`` from the start (read_committed) until every id in ``wanted`` was seen
     (or ``timeout`` passed), then keep reading for ``settle`` seconds so late duplicates are
     counted too. With ``wanted=None`` it reads up to the current end of each partition.
-    Only records whose melding id (or, with ``by_key``, whose key) is in ``wanted`` are returned."""
+    Only records whose melding id (or, with ``by_key``, whose key) is in ``wanted`` are returned;
+    with ``where``, only those it accepts (the second delivery of a melding, say: a record
+    already on the topics must not count as the one waited for)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, **client_kwargs(),
         enable_auto_commit=False,
@@ -109,7 +112,7 @@ async def collect(
                         {k: (v or b"").decode("utf-8", errors="replace") for k, v in (r.headers or ())},
                     )
                     ident = d.key.decode("utf-8", errors="replace") if by_key and d.key else d.melding_id
-                    if wanted is None or ident in wanted:
+                    if (wanted is None or ident in wanted) and (where is None or where(d)):
                         found.append(d)
                         if ident:
                             seen.add(ident)
