@@ -315,23 +315,21 @@ async def paced(
             sent_futures.append(await producer.send(src, value=v, key=k, headers=list(h)))
         await asyncio.gather(*sent_futures)
         await asyncio.sleep(2.0)
-        t0 = time.monotonic()
-        for i in range(int(rate * paced_warmup_s)):  # at the rate, not measured
+        unmeasured = int(rate * paced_warmup_s)  # at the rate, but without a sequence number
+        t0 = measured_from = time.monotonic()
+        for i in range(unmeasured + n):
             delay = t0 + i / rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             k, v, h = records[(warmup + i) % len(records)]
-            sent_futures.append(await producer.send(src, value=v, key=k, headers=list(h)))
-        warmup += int(rate * paced_warmup_s)
-        t0 = time.monotonic()
-        for i in range(n):
-            delay = t0 + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            k, v, h = records[(warmup + i) % len(records)]
-            headers = [*h, (SEQ_HEADER, str(i).encode()), (SENT_HEADER, str(time.time_ns()).encode())]
+            seq = i - unmeasured
+            headers = list(h)
+            if seq >= 0:
+                if seq == 0:
+                    measured_from = time.monotonic()
+                headers += [(SEQ_HEADER, str(seq).encode()), (SENT_HEADER, str(time.time_ns()).encode())]
             sent_futures.append(await producer.send(src, value=v, key=k, headers=headers))
-        send_rate = n / max(time.monotonic() - t0, 1e-9)
+        send_rate = n / max(time.monotonic() - measured_from, 1e-9)
         await asyncio.gather(*sent_futures)
         deadline = time.monotonic() + drain_timeout
         while len(arrived) < n and time.monotonic() < deadline:

@@ -108,6 +108,18 @@ def typed_lit(lex: str, datatype: str) -> Lit:
 XSD_DATETIME = XSD + "dateTime"
 _RDFLIB_REWRITTEN = frozenset({XSD + "normalizedString", XSD + "token"})
 """Datatypes whose lexical form rdflib rewrites whether or not it maps them to a value."""
+_DATETIME_REF = URIRef(XSD_DATETIME)
+
+
+def _rdflib_still_reads_datetime_so() -> bool:
+    """The rdflib settings the shortcut relies on, as they are now (at import and at each use): they
+    are process-wide and can change later (pyshacl turns normalisation off while it validates; ``rdflib.term.bind`` can
+    replace the converter)."""
+    return (
+        rdflib.NORMALIZE_LITERALS is True
+        and _rdflib_term._toPythonMapping.get(_DATETIME_REF) == datetime.fromisoformat
+        and _DATETIME_REF not in _rdflib_term._check_well_formed_types
+    )
 
 
 def _rdflib_reads_datetime_as_fromisoformat() -> bool:
@@ -115,36 +127,21 @@ def _rdflib_reads_datetime_as_fromisoformat() -> bool:
     back as ``value.isoformat()`` with no well-formedness check of its own (rdflib 7 on Python
     3.11+). Only then may :func:`typed_lit` skip constructing rdflib's ``Literal`` (~10 µs, a third
     of expanding a melding): dates are the one typed value that differs in every melding."""
-    dt = URIRef(XSD_DATETIME)
     if not hasattr(_rdflib_term, "_check_well_formed_types") or not isinstance(
         getattr(_rdflib_term, "_toPythonMapping", None), dict
     ):
         return False
-    if rdflib.NORMALIZE_LITERALS is not True or _rdflib_term._toPythonMapping.get(dt) != datetime.fromisoformat:
-        return False
-    if dt in _rdflib_term._check_well_formed_types:
+    if not _rdflib_still_reads_datetime_so():
         return False
     samples = ("2026-11-23T01:15:00+00:00", "2026-11-23T01:15:00.5Z", "2026-11-23 01:15:00", "0001-01-01T00:00:00")
     for lex in samples:
-        lit = Literal(lex, datatype=dt)
+        lit = Literal(lex, datatype=_DATETIME_REF)
         if str(lit) != datetime.fromisoformat(lex).isoformat() or lit.ill_typed:
             return False
     return True
 
 
 _DATETIME_AS_RDFLIB = _rdflib_reads_datetime_as_fromisoformat()
-_DATETIME_REF = URIRef(XSD_DATETIME)
-
-
-def _rdflib_still_reads_datetime_so() -> bool:
-    """The settings the import-time check relied on, as they are now: rdflib's are process-wide and
-    can change later (pyshacl turns normalisation off while it validates; ``rdflib.term.bind`` can
-    replace the converter)."""
-    return (
-        rdflib.NORMALIZE_LITERALS is True
-        and _rdflib_term._toPythonMapping.get(_DATETIME_REF) == datetime.fromisoformat
-        and _DATETIME_REF not in _rdflib_term._check_well_formed_types
-    )
 
 
 def term_text(term: Term) -> str:
