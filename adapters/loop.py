@@ -30,7 +30,7 @@ import signal as signals
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -53,6 +53,9 @@ from hub.topics import DEADLETTER, REFUSALS, STATUS, Header, authority_topic
 log = logs.get_logger("adapters")
 
 PUBLISH_TIMEOUT_S = 15.0
+REPORTING_HOLD_S = 300.0
+"""How long a delivery's unacknowledged status event keeps the status poll off its melding (it is
+normally acknowledged, or produced again by the record's redelivery, within seconds)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -74,6 +77,15 @@ class Emit:
     def done(self) -> None:
         for step in self.after_ack:
             step()
+
+
+def hold_cursor(newest: datetime | None, held: list[datetime]) -> datetime | None:
+    """A poll's next cursor: the newest change it read, but never past a change it left for its
+    next round (:meth:`AuthorityWorker.reporting`), so that round reads it again."""
+    if not held:
+        return newest
+    back = min(held) - timedelta(milliseconds=1)
+    return back if newest is None else min(newest, back)
 
 
 def last_status(melding: Melding) -> str:
@@ -132,6 +144,8 @@ class AuthorityWorker:
         self.contacts = contacts
         self.kept: KeptRecords = store.kept
         self.log = logs.get_logger(f"adapters.{self.name}")
+        self._reporting: dict[str, float] = {}
+        """Melding id → until when (monotonic) its delivery's status event counts as on its way."""
 
     async def deliver(self, incoming: Incoming) -> Emit:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -147,6 +161,8 @@ class AuthorityWorker:
             emit = await self.deliver(Incoming(record, melding, contact))
             self.kept.keep(melding_id, record.value, record.headers)  # durable before the offset is committed
             emit.delivered, emit.melding_id = True, melding_id
+            if any(o.topic == STATUS for o in emit.outputs):
+                self._on_its_way(melding_id, emit)
             return emit
         except VendorError as error:
             self.log.warning(f"{self.name}.delivery_failed", correlation_id=melding_id,
@@ -160,6 +176,27 @@ class AuthorityWorker:
             error = BugError.from_exception(exc)
             self.log.error(f"{self.name}.bug", correlation_id=melding_id, reason=error.reason)
             return Emit([self.dead_letter(record, error, melding_id)], melding_id=melding_id)
+
+    def _on_its_way(self, melding_id: str, emit: Emit) -> None:
+        mid = melding_id
+        self._reporting[mid] = time.monotonic() + REPORTING_HOLD_S
+        emit.after_ack.append(lambda: self._reporting.pop(mid, None))  # after the vendor's own steps (the store)
+
+    def reporting(self, melding_id: str) -> bool:
+        """True while a delivery's status event for this melding waits for the broker's
+        acknowledgement. The status poll runs beside the consume loop and decides from the store,
+        which moves only after that acknowledgement: a poll that read the melding's ticket in this
+        window would report the same status a second time (or a later one with the wrong
+        ``status-previous``). It leaves such a melding for its next round instead (see
+        :func:`hold_cursor`). The hold ends at the acknowledgement, or after ``REPORTING_HOLD_S``
+        when the record went to another worker in a rebalance before it was acknowledged."""
+        until = self._reporting.get(melding_id)
+        if until is None:
+            return False
+        if time.monotonic() > until:
+            del self._reporting[melding_id]
+            return False
+        return True
 
     def dead_letter(self, record: Record, error: HubError, melding_id: str | None) -> Output:
         """The original record, its error, and the destination (``authority``) for ``dlq --destination``."""

@@ -32,7 +32,7 @@ from typing import Any
 
 from adapters.base import Runtime, VendorError, with_retries
 from adapters.contact import ContactKeys
-from adapters.loop import AuthorityWorker, Context, Emit, Incoming, consume, last_status, run_authority
+from adapters.loop import AuthorityWorker, Context, Emit, Incoming, consume, hold_cursor, last_status, run_authority
 from adapters.signalen.client import SignalenClient
 from adapters.signalen.config import STATE_NAMES, Config
 from adapters.signalen.store import Store
@@ -119,10 +119,12 @@ class SignalenWorker(AuthorityWorker):
             self.config.retry, "signalen.poll",
         )
         newest = cursor
+        held: list[datetime] = []
         for item in items:
-            updated = await self._one(item, emit)
+            updated = await self._one(item, emit, held)
             if updated is not None and (newest is None or updated > newest):
                 newest = updated
+        newest = hold_cursor(newest, held)
         if newest is not None and newest != cursor:
             final = newest
             emit.after_ack.append(lambda: self.store.set_cursor(final))
@@ -138,7 +140,7 @@ class SignalenWorker(AuthorityWorker):
                 return None  # not linked yet: the delivery path links it and reports Toegewezen aan first
         return row
 
-    async def _one(self, item: Any, emit: Emit) -> datetime | None:
+    async def _one(self, item: Any, emit: Emit, held: list[datetime]) -> datetime | None:
         if not isinstance(item, dict):
             return None
         updated = _updated_or_none(item)
@@ -148,6 +150,9 @@ class SignalenWorker(AuthorityWorker):
         mid = row["melding_id"]
         if self.kept.handed_over(mid):
             return updated  # given back to the hub: no longer this authority's
+        if self.reporting(mid) and updated is not None:
+            held.append(updated)  # its delivery's Toegewezen aan is on its way: read it again next round
+            return None
         try:
             reading = reading_of(item, self.config)
         except VendorError as error:

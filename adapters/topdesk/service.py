@@ -32,7 +32,7 @@ from typing import Any
 
 from adapters.base import Runtime, VendorError, with_retries
 from adapters.contact import ContactKeys
-from adapters.loop import AuthorityWorker, Context, Emit, Incoming, last_status, run_authority
+from adapters.loop import AuthorityWorker, Context, Emit, Incoming, hold_cursor, last_status, run_authority
 from adapters.topdesk.client import TopdeskClient
 from adapters.topdesk.config import Config
 from adapters.topdesk.store import Store
@@ -102,6 +102,7 @@ class TopdeskWorker(AuthorityWorker):
         since = (cursor or now) - timedelta(seconds=self.config.poll_overlap_s)
         newest = cursor
         page_start, seen = 0, 0
+        held: list[datetime] = []
         while True:
             items, more = await with_retries(
                 lambda start=page_start: self.client.modified_since(since, start, self.config.page_size),
@@ -109,19 +110,20 @@ class TopdeskWorker(AuthorityWorker):
                 "topdesk.poll",
             )
             for incident in items:
-                modified = await self._one(incident, emit)
+                modified = await self._one(incident, emit, held)
                 if modified is not None and (newest is None or modified > newest):
                     newest = modified
             seen += len(items)
             page_start += len(items)
             if not more or not items or seen >= 10_000:
                 break
+        newest = hold_cursor(newest, held)
         if newest is not None and newest != cursor:
             final = newest
             emit.after_ack.append(lambda: self.store.set_cursor(final))
         return emit
 
-    async def _one(self, incident: Any, emit: Emit) -> datetime | None:
+    async def _one(self, incident: Any, emit: Emit, held: list[datetime]) -> datetime | None:
         if not isinstance(incident, dict):
             return None
         row = self.store.by_incident(str(incident.get("id"))) if incident.get("id") else None
@@ -132,6 +134,9 @@ class TopdeskWorker(AuthorityWorker):
         melding_id = row["melding_id"]
         if self.kept.handed_over(melding_id):
             return _modified_or_none(incident)  # given back to the hub: no longer this authority's
+        if self.reporting(melding_id) and (modified := _modified_or_none(incident)) is not None:
+            held.append(modified)  # its delivery's Toegewezen aan is on its way: read it again next round
+            return None
         try:
             reading = reading_of(incident, self.config)
         except VendorError as error:

@@ -306,6 +306,24 @@ async def test_signalen_state_changes_reach_the_status_topic_once(tmp_path: Path
     assert h.store.get(mid)["oslo_status"] == "496"  # type: ignore[index]
 
 
+async def test_a_poll_during_a_deliverys_unacknowledged_status_reports_nothing_twice(tmp_path: Path, feed: DemoFeed) -> None:
+    """The poll runs beside the consume loop: while a delivery's Toegewezen aan waits for the
+    broker's acknowledgement, a poll that reads the new signal neither reports it again nor loses
+    a later change (it reads the signal again once the delivery is acknowledged)."""
+    h = Harness(tmp_path)
+    record = _routed(feed)
+    mid = record.key.decode()  # type: ignore[union-attr]
+    delivering = await h.worker.handle(record)  # its Toegewezen aan is not acknowledged yet
+    assert [o.topic for o in delivering.outputs] == [STATUS]
+    assert await h.poll() == [], "Toegewezen aan is on its way already"
+    h.standin.set_state(mid, "b")
+    assert await h.poll() == [], "a later change waits until the delivery's status is acknowledged"
+    delivering.done()
+    (out,) = await h.poll()
+    assert _change(out).status.notation == "496" and dict(out.headers)[StatusHeader.PREVIOUS] == b"557"
+    assert await h.poll() == []
+
+
 async def test_a_change_the_life_cycle_forbids_is_a_dead_letter(tmp_path: Path, feed: DemoFeed) -> None:
     h = Harness(tmp_path, reopen_via_heringediend=False)
     record = _routed(feed)

@@ -241,6 +241,39 @@ async def test_status_changes_in_topdesk_reach_the_status_topic_once(tmp_path: P
     assert dict(out.headers)[StatusHeader.PREVIOUS] == b"133"
 
 
+async def test_a_poll_during_a_deliverys_unacknowledged_status_reports_nothing_twice(tmp_path: Path, feed: DemoFeed) -> None:
+    """The poll runs beside the consume loop: while a delivery's Toegewezen aan waits for the
+    broker's acknowledgement, a poll that reads the new incident must neither report it again nor
+    lose a later change (it reads the incident again once the delivery is acknowledged)."""
+    h = Harness(tmp_path)
+    record = _routed(feed)
+    mid = record.key.decode()
+    delivering = await h.worker.handle(record)  # its Toegewezen aan is not acknowledged yet
+    assert [o.topic for o in delivering.outputs] == [STATUS]
+    assert await h.poll() == [], "Toegewezen aan is on its way already"
+    h.standin.set_status(mid, "In progress")
+    assert await h.poll() == [], "a later change waits until the delivery's status is acknowledged"
+    delivering.done()
+    (out,) = await h.poll()
+    assert StatusChange.from_jsonld(json.loads(out.value)).status.notation == "496"
+    assert dict(out.headers)[StatusHeader.PREVIOUS] == b"557"
+    assert await h.poll() == []
+
+
+async def test_a_delivery_whose_status_was_not_acknowledged_is_reported_when_delivered_again(
+    tmp_path: Path, feed: DemoFeed
+) -> None:
+    """The broker did not acknowledge the delivery's Toegewezen aan: the record is read again; a
+    poll meanwhile does not report it, the second delivery does, once."""
+    h = Harness(tmp_path)
+    record = _routed(feed)
+    await h.worker.handle(record)  # produced, never acknowledged
+    assert await h.poll() == []
+    (out,) = await h.deliver(record)
+    assert StatusChange.from_jsonld(json.loads(out.value)).status.notation == "557"
+    assert await h.poll() == [] and await h.deliver(record) == []
+
+
 def test_retry_policy_is_bounded() -> None:
     policy = RetryPolicy(max_attempts=5, base_delay_s=1, max_delay_s=30)
     assert all(policy.delay(n) <= 30 for n in range(1, 20))

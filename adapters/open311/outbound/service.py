@@ -41,7 +41,7 @@ from adapters.base import (
     with_retries,
 )
 from adapters.contact import ContactKeys
-from adapters.loop import AuthorityWorker, Context, Emit, Incoming, last_status, run_authority
+from adapters.loop import AuthorityWorker, Context, Emit, Incoming, hold_cursor, last_status, run_authority
 from adapters.open311.outbound import translate as t
 from adapters.open311.outbound.client import GeoReportClient
 from adapters.open311.outbound.config import Config
@@ -149,7 +149,7 @@ class Open311OutWorker(AuthorityWorker):
                 log.info(f"{NAME}.token_resolved", correlation_id=row["melding_id"], service_request_id=rid)
 
     async def _poll_requests(self, emit: Emit) -> None:
-        rows = self.store.followed()
+        rows = [r for r in self.store.followed() if not self.reporting(r["melding_id"])]  # the others: next poll
         size = self.config.batch_size
         for i in range(0, len(rows), size):
             batch = {r["service_request_id"]: dict(r) for r in rows[i : i + size]}
@@ -187,12 +187,16 @@ class Open311OutWorker(AuthorityWorker):
             except VendorError as error:  # without its ids it cannot be dead-lettered once: logged, skipped
                 log.warning(f"{NAME}.update_unreadable", error_class=str(error.error_class.value), reason=error.reason[:300])
         rows: dict[str, dict[str, Any]] = {}
+        held: list[datetime] = []  # updates left for the next poll
         for update in sorted(updates, key=lambda u: u.updated):
             if self.store.seen(update.update_id):
                 continue
             row = rows.get(update.service_request_id) or self.store.by_request(update.service_request_id)
             if row is None:
                 continue  # another client's request on the same server
+            if self.reporting(row["melding_id"]):
+                held.append(update.updated)  # its delivery's Toegewezen aan is on its way: read it again next poll
+                continue
             row = rows.setdefault(update.service_request_id, dict(row))
             seen = [lambda u=update.update_id: self.store.mark_seen(u)]
             if self.kept.handed_over(row["melding_id"]) or row.get("_handed") or row["oslo_status"] in FINAL_STATUSES:
@@ -201,7 +205,8 @@ class Open311OutWorker(AuthorityWorker):
             await self._apply(row, update.status, False, update.description, update.updated, emit,
                               {"update_id": update.update_id, "service_request_id": update.service_request_id,
                                "status": update.status, "updated_datetime": update.updated.isoformat()}, seen)
-        emit.after_ack.append(lambda: self.store.set_cursor(now))
+        final = hold_cursor(now, held)
+        emit.after_ack.append(lambda: self.store.set_cursor(final))
 
     async def _apply(self, row: dict[str, Any], vendor_status: str, coarse: bool, notes: str | None, when: datetime,
                      emit: Emit, evidence: dict[str, Any], after: list[Callable[[], None]]) -> None:

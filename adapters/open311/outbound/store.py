@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapters.base import AuthorityStore
-from adapters.refusals import FINAL_STATUSES, KeptRecords
+from adapters.refusals import FINAL_STATUSES
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS service_requests (
