@@ -45,7 +45,9 @@ class HubProcess:
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 90.0) -> HubProcess:
+    def start(self, timeout: float = 90.0, until: str = "hub.joined") -> HubProcess:
+        """Start it; return once it logged ``until``: by default once it is in its consumer group
+        (``hub.joined``); ``hub.ready`` returns as soon as it has subscribed."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
@@ -60,13 +62,13 @@ class HubProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.log_path.read_bytes()[offset:].decode("utf-8", errors="replace")
-            if '"hub.ready"' in text:
+            if f'"{until}"' in text:
                 return self
             if self.proc.poll() is not None:
                 raise RuntimeError(f"meldhub hub run exited with {self.proc.returncode}:\n{text[-3000:]}")
             time.sleep(0.2)
         self.stop()
-        raise TimeoutError(f"meldhub hub run not ready after {timeout:.0f}s; see {self.log_path}")
+        raise TimeoutError(f"meldhub hub run logged no {until} within {timeout:.0f}s; see {self.log_path}")
 
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 30.0) -> int | None:
         if self.proc is None or self.proc.poll() is not None:

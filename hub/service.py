@@ -132,13 +132,17 @@ class _FenceOnAssign(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self.service.lock:
+            # every partition's producer at once: each start is a bootstrap, a coordinator look-up
+            # and InitProducerId (6-15 ms on the local broker; a TLS and SASL handshake more on a
+            # cluster), which one after the other add up over a worker's partitions
+            await asyncio.gather(*(self.service.producer_for(tp) for tp in assigned))
             for tp in sorted(assigned):
-                await self.service.producer_for(tp)
                 await self.service.seek_to_committed(tp)
         log.info(
             f"{self.service.name}.{self.event}",
             partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in assigned),
         )
+        self.service.first_assignment(self.event)
 
 
 class TransactionalLoop:
@@ -158,7 +162,9 @@ class TransactionalLoop:
     """
 
     name = "loop"
-    """Prefix of the loop's log events (``<name>.ready``, ``<name>.partitions_assigned``, …)."""
+    """Prefix of the loop's log events: ``<name>.ready`` once subscribed, ``<name>.partitions_assigned``
+    after each rebalance, ``<name>.joined`` once every consumer of the worker got its first
+    assignment (from then on it processes), …"""
     input_topics: tuple[str, ...] = ()
     side_topics: tuple[str, ...] = ()
     """Inputs that are mostly idle (``meldingen.refusals``), read by a second consumer in the same
@@ -183,6 +189,25 @@ class TransactionalLoop:
         """Partitions whose revocation is waiting for their batch in progress."""
         self.inflight: dict[TopicPartition, asyncio.Task[None]] = {}
         """Per partition, the batch being processed and committed (the partition is paused)."""
+        self._assigned_once: set[str] = set()
+
+    def first_assignment(self, event: str) -> None:
+        """Log ``<name>.joined`` once each consumer (main, and side when there is one) has had an
+        assignment (its producers started, its partitions sought to their committed offsets).
+        Until then a fed melding waits for the group, or for the other consumer's set-up, which
+        holds the lock the batches need: whoever starts a worker and then feeds it (the demo, the
+        tests, the benchmark) waits for this event, not for ``<name>.ready``."""
+        if event in self._assigned_once:
+            return
+        self._assigned_once.add(event)
+        expected = {"partitions_assigned", *(("side_partitions_assigned",) if self.side_topics else ())}
+        if self._assigned_once >= expected:
+            consumers = [c for c in (self.consumer, self.side_consumer) if c is not None]
+            log.info(
+                f"{self.name}.joined",
+                group_id=self.settings.group_id,
+                partitions=sorted(f"{tp.topic}/{tp.partition}" for c in consumers for tp in c.assignment()),
+            )
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -228,10 +253,11 @@ class TransactionalLoop:
         return producer
 
     async def close_producers(self, tps: set[TopicPartition] | None = None) -> None:
-        for tp in list(self.producers if tps is None else tps):
-            producer = self.producers.pop(tp, None)
-            if producer is not None:
-                await _stop_producer(producer, tp)
+        """Stop the producers of ``tps`` (or all) at once: each stop is bounded (``_stop_producer``),
+        but one after the other a revocation of many partitions would add those bounds up."""
+        popped = [(tp, self.producers.pop(tp, None)) for tp in list(self.producers if tps is None else tps)]
+        closing = [(tp, producer) for tp, producer in popped if producer is not None]
+        await asyncio.gather(*(_stop_producer(producer, tp) for tp, producer in closing))
 
     def consumer_of(self, tp: TopicPartition) -> AIOKafkaConsumer | None:
         """The consumer that reads ``tp`` (the side consumer for a side topic)."""
@@ -289,8 +315,12 @@ class TransactionalLoop:
             await _first_failure(*(self._loop(c) for c in consumers))
         finally:
             await self.finish_inflight()
-            for c in started:
-                await c.stop()  # leaves the group (aiokafka calls no revoke listener here)
+            # both leave the group (aiokafka calls no revoke listener here) at once: one after the
+            # other, the second would take part in the rebalance the first one's leaving started,
+            # and the other workers would rebalance twice
+            for failed in await asyncio.gather(*(c.stop() for c in started), return_exceptions=True):
+                if isinstance(failed, BaseException):  # the producers are closed all the same
+                    log.warning(f"{self.name}.consumer_stop_failed", error=type(failed).__name__)
             await self.close_producers()
             log.info(f"{self.name}.stopped", processed=self.processed)
 

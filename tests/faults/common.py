@@ -114,8 +114,8 @@ def wait_for_progress(target: int, *logs: Path, timeout: float = 300) -> int:
     return done
 
 
-def start_worker(bootstrap: str, log: Path, **env: str) -> HubProcess:
-    return HubProcess(bootstrap, log, env={**HUB_ENV, **env}).start()
+def start_worker(bootstrap: str, log: Path, until: str = "hub.joined", **env: str) -> HubProcess:
+    return HubProcess(bootstrap, log, env={**HUB_ENV, **env}).start(until=until)
 
 
 def assert_exactly_once(items: list[FeedItem], delivered: list[Delivered]) -> None:

@@ -54,7 +54,9 @@ def test_sigkill_a_worker_ten_times_during_20000_meldingen(
             done = wait_for_progress(done + STREAM // (KILLS * 3), *logs)
             victim = kill % 2
             workers[victim].kill()
-            workers[victim] = start_worker(kafka_bootstrap, logs[victim])
+            # not waiting for it to join: the next kill may come during the rebalance its joining
+            # starts (joined, each kill would cost a whole rebalance: ~6 s, longer than the stream)
+            workers[victim] = start_worker(kafka_bootstrap, logs[victim], until="hub.ready")
         assert stream.flowing and done < STREAM, "the stream was fully processed before the last kill"
         stream.join()
         delivered = asyncio.run(

@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import time
+import uuid
 from collections import defaultdict
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from hub.demo_run import HubProcess
 from hub.geo import MunicipalityIndex
 from hub.kafka_io import Delivered, collect, produce
 from hub.registry import Registry
-from hub.topics import DEADLETTER, INBOUND, Header, authority_topic
+from hub.topics import DEADLETTER, INBOUND, REFUSALS, Header, authority_topic
 from tests.oracle import expected_owner
 
 pytestmark = pytest.mark.kafka
@@ -151,3 +152,45 @@ def test_killing_the_hub_mid_stream_loses_and_doubles_nothing(
         )
         assert topics == {expected}
         assert len(by_id[item.melding_id]) == 1, f"melding delivered twice after {sig.name}"
+
+
+def _events(log_path: Path) -> list[dict[str, object]]:
+    out = []
+    for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("event"), str):
+            out.append(doc)
+    return out
+
+
+def test_a_started_hub_is_in_its_group_with_both_consumers_and_says_so_once(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """``HubProcess.start`` (the demo's, the tests' and the benchmark's) returns at ``hub.joined``:
+    the inbound and the refusals consumer both have their partitions, so what is fed next waits
+    for no group join. A second worker joining later rebalances the group; each says joined once."""
+    group = f"joined-{uuid.uuid4().hex[:8]}"
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    first = HubProcess(kafka_bootstrap, first_log, "--group-id", group, env=HUB_ENV).start()
+    try:
+        names = [str(e["event"]) for e in _events(first_log)]
+        assert names.count("hub.joined") == 1
+        before = names[: names.index("hub.joined")]
+        assert "hub.partitions_assigned" in before and "hub.side_partitions_assigned" in before
+        (joined,) = [e for e in _events(first_log) if e["event"] == "hub.joined"]
+        assert joined["group_id"] == group
+        assert {str(p).rsplit("/", 1)[0] for p in joined["partitions"]} == {INBOUND, REFUSALS}  # type: ignore[attr-defined]
+
+        second = HubProcess(kafka_bootstrap, second_log, "--group-id", group, env=HUB_ENV).start()
+        try:
+            assert [e["event"] for e in _events(second_log)].count("hub.joined") == 1
+            deadline = time.monotonic() + 60
+            while [e["event"] for e in _events(first_log)].count("hub.partitions_assigned") < 2:  # the rebalance
+                assert time.monotonic() < deadline, "the first worker saw no rebalance"
+                time.sleep(0.2)
+            assert [e["event"] for e in _events(first_log)].count("hub.joined") == 1
+        finally:
+            second.stop()
+    finally:
+        first.stop()
