@@ -151,12 +151,20 @@ def last_line(log_path: Path, marker: str) -> str | None:
     return lines[-1] if lines else None
 
 
-def assigned_at(log_path: Path, marker: str) -> float:
-    """Wall-clock time of the last line containing ``marker`` in a child's log: the JSON ``timestamp``
-    (ISO, UTC) of a hub line, or the trailing epoch seconds of a pass-through line."""
+def assigned_at(log_path: Path, marker: str, since_byte: int | None = None) -> float:
+    """Wall-clock time of the last line containing ``marker`` in a child's log, or with
+    ``since_byte`` the first one from that offset on (the child's own run in a log it shares with
+    earlier runs): the JSON ``timestamp`` (ISO, UTC) of a hub line, or the trailing epoch seconds
+    of a pass-through line."""
     from datetime import datetime
 
-    line = last_line(log_path, marker)
+    if since_byte is None:
+        line = last_line(log_path, marker)
+    else:
+        with log_path.open("rb") as f:
+            f.seek(since_byte)
+            text = f.read().decode("utf-8", errors="replace")
+        line = next((ln for ln in text.splitlines() if marker in ln), None)
     if line is None:
         raise LookupError(f"no {marker!r} in {log_path}")
     if line.startswith("{"):

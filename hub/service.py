@@ -122,6 +122,7 @@ class _FenceOnAssign(ConsumerRebalanceListener):
         self.event = event
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.service.assignment_changed(self.event, done=False)
         self.service.revoking |= revoked  # a batch starting over stops retrying for these
         try:
             async with self.service.lock:
@@ -135,14 +136,19 @@ class _FenceOnAssign(ConsumerRebalanceListener):
             # every partition's producer at once: each start is a bootstrap, a coordinator look-up
             # and InitProducerId (6-15 ms on the local broker; a TLS and SASL handshake more on a
             # cluster), which one after the other add up over a worker's partitions
-            await asyncio.gather(*(self.service.producer_for(tp) for tp in assigned))
-            for tp in sorted(assigned):
-                await self.service.seek_to_committed(tp)
+            order = sorted(assigned)
+            started = await asyncio.gather(*(self.service.producer_for(tp) for tp in order), return_exceptions=True)
+            for tp, result in zip(order, started, strict=True):
+                if not isinstance(result, BaseException):
+                    await self.service.seek_to_committed(tp)  # only after its producer fenced the last owner
+            failed = next((r for r in started if isinstance(r, BaseException)), None)
+            if failed is not None:
+                raise failed  # aiokafka logs it; the partitions without a producer wait, unsought, for the next rebalance
         log.info(
             f"{self.service.name}.{self.event}",
             partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in assigned),
         )
-        self.service.first_assignment(self.event)
+        self.service.assignment_changed(self.event, done=True)
 
 
 class TransactionalLoop:
@@ -163,8 +169,8 @@ class TransactionalLoop:
 
     name = "loop"
     """Prefix of the loop's log events: ``<name>.ready`` once subscribed, ``<name>.partitions_assigned``
-    after each rebalance, ``<name>.joined`` once every consumer of the worker got its first
-    assignment (from then on it processes), …"""
+    after each rebalance, ``<name>.joined`` once every consumer of the worker has its assignment
+    set up (:meth:`assignment_changed`), …"""
     input_topics: tuple[str, ...] = ()
     side_topics: tuple[str, ...] = ()
     """Inputs that are mostly idle (``meldingen.refusals``), read by a second consumer in the same
@@ -189,19 +195,21 @@ class TransactionalLoop:
         """Partitions whose revocation is waiting for their batch in progress."""
         self.inflight: dict[TopicPartition, asyncio.Task[None]] = {}
         """Per partition, the batch being processed and committed (the partition is paused)."""
-        self._assigned_once: set[str] = set()
+        self._assigned: dict[str, bool] = {}
+        """Per consumer (its listener's event name): whether its latest assignment is set up."""
+        self._joined = False
 
-    def first_assignment(self, event: str) -> None:
-        """Log ``<name>.joined`` once each consumer (main, and side when there is one) has had an
-        assignment (its producers started, its partitions sought to their committed offsets).
-        Until then a fed melding waits for the group, or for the other consumer's set-up, which
-        holds the lock the batches need: whoever starts a worker and then feeds it (the demo, the
-        tests, the benchmark) waits for this event, not for ``<name>.ready``."""
-        if event in self._assigned_once:
-            return
-        self._assigned_once.add(event)
-        expected = {"partitions_assigned", *(("side_partitions_assigned",) if self.side_topics else ())}
-        if self._assigned_once >= expected:
+    def assignment_changed(self, event: str, done: bool) -> None:
+        """Log ``<name>.joined``, once, the first time every consumer (main, and side when there is
+        one) has its assignment set up at the same time (producers started, partitions sought to
+        their committed offsets): not while one of them is between a revocation and its next
+        assignment. Until then a fed melding waits for the group, or for the other consumer's
+        set-up, which holds the lock the batches need: whoever starts a worker and then feeds it
+        (the demo, the tests, the benchmark) waits for this event, not for ``<name>.ready``."""
+        self._assigned[event] = done
+        expected = ("partitions_assigned", *(("side_partitions_assigned",) if self.side_topics else ()))
+        if not self._joined and all(self._assigned.get(e) for e in expected):
+            self._joined = True
             consumers = [c for c in (self.consumer, self.side_consumer) if c is not None]
             log.info(
                 f"{self.name}.joined",
@@ -248,16 +256,31 @@ class TransactionalLoop:
                 retry_backoff_ms=s.producer_retry_backoff_ms,
                 transaction_timeout_ms=int(s.transaction_timeout_s * 1000),
             )
-            await producer.start()  # InitProducerId: fences a zombie with the same id
+            try:
+                await producer.start()  # InitProducerId: fences a zombie with the same id
+            except BaseException:
+                # failed or given up (``_start_over`` bounds it): closed, not left behind with its
+                # sender retrying InitProducerId for the rest of the process's life
+                await _bounded_quietly(producer.stop())
+                raise
             self.producers[tp] = producer
         return producer
 
     async def close_producers(self, tps: set[TopicPartition] | None = None) -> None:
         """Stop the producers of ``tps`` (or all) at once: each stop is bounded (``_stop_producer``),
-        but one after the other a revocation of many partitions would add those bounds up."""
+        but one after the other a revocation of many partitions would add those bounds up. Cancelled
+        (a consumer stopping during its revoke listener), the producers not yet stopped are put back
+        for the last ``close_producers()`` of :meth:`run`."""
         popped = [(tp, self.producers.pop(tp, None)) for tp in list(self.producers if tps is None else tps)]
-        closing = [(tp, producer) for tp, producer in popped if producer is not None]
-        await asyncio.gather(*(_stop_producer(producer, tp) for tp, producer in closing))
+        stops = {tp: asyncio.ensure_future(_stop_producer(producer, tp)) for tp, producer in popped if producer is not None}
+        try:
+            await asyncio.gather(*stops.values())
+        except asyncio.CancelledError:
+            for tp, producer in popped:
+                task = stops.get(tp)
+                if producer is not None and task is not None and (not task.done() or task.cancelled()):
+                    self.producers.setdefault(tp, producer)
+            raise
 
     def consumer_of(self, tp: TopicPartition) -> AIOKafkaConsumer | None:
         """The consumer that reads ``tp`` (the side consumer for a side topic)."""

@@ -150,8 +150,9 @@ class SignalenWorker(AuthorityWorker):
         mid = row["melding_id"]
         if self.kept.handed_over(mid):
             return updated  # given back to the hub: no longer this authority's
-        if self.reporting(mid) and updated is not None:
-            held.append(updated)  # its delivery's Toegewezen aan is on its way: read it again next round
+        if self.reporting(mid):  # its delivery's Toegewezen aan is on its way: read it again next round
+            if updated is not None:
+                held.append(updated)
             return None
         try:
             reading = reading_of(item, self.config)

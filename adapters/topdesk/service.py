@@ -134,8 +134,9 @@ class TopdeskWorker(AuthorityWorker):
         melding_id = row["melding_id"]
         if self.kept.handed_over(melding_id):
             return _modified_or_none(incident)  # given back to the hub: no longer this authority's
-        if self.reporting(melding_id) and (modified := _modified_or_none(incident)) is not None:
-            held.append(modified)  # its delivery's Toegewezen aan is on its way: read it again next round
+        if self.reporting(melding_id):  # its delivery's Toegewezen aan is on its way: read it again next round
+            if (modified := _modified_or_none(incident)) is not None:
+                held.append(modified)
             return None
         try:
             reading = reading_of(incident, self.config)

@@ -454,19 +454,22 @@ async def test_status_changes_on_the_server_come_back_once_with_their_transition
     assert mid not in {r["melding_id"] for r in h.worker.store.followed()}, "final: no longer polled"
 
 
-@pytest.mark.parametrize("status_source", ["requests", "servicerequestupdates"])
+@pytest.mark.parametrize(("status_source", "overlap"), [("requests", 300), ("servicerequestupdates", 300),
+                                                      ("servicerequestupdates", 0)])
 async def test_a_poll_during_a_deliverys_unacknowledged_status_reports_nothing_twice(
-    harness: Callable[..., Harness], feed: DemoFeed, status_source: str
+    harness: Callable[..., Harness], feed: DemoFeed, status_source: str, overlap: int
 ) -> None:
     """The poll runs beside the consume loop: while a delivery's Toegewezen aan waits for the
-    broker's acknowledgement, a poll neither reports it again nor loses a later change."""
-    h = harness(status_source=status_source)
+    broker's acknowledgement, a poll neither reports it again nor loses a later change (without
+    overlap too: the cursor stays before the update it left for the next poll)."""
+    h = harness(status_source=status_source, poll_overlap_s=overlap)
     record = _routed(feed)
     mid = record.key.decode()
     delivering = await h.worker.handle(record)  # its Toegewezen aan is not acknowledged yet
     assert [o.topic for o in delivering.outputs] == [STATUS]
     assert await h.poll() == [], "Toegewezen aan is on its way already"
     h.server_status(mid, "133", "De put werd hersteld.")
+    h.clock.tick()  # the poll comes a while after the change
     assert await h.poll() == [], "a later change waits until the delivery's status is acknowledged"
     delivering.done()
     h.clock.tick()

@@ -4,6 +4,7 @@ its check, and the worker against a stand-in that enforces the request contract 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -321,6 +322,26 @@ async def test_a_poll_during_a_deliverys_unacknowledged_status_reports_nothing_t
     delivering.done()
     (out,) = await h.poll()
     assert _change(out).status.notation == "496" and dict(out.headers)[StatusHeader.PREVIOUS] == b"557"
+    assert await h.poll() == []
+
+
+async def test_a_change_left_for_the_next_poll_is_read_again_without_overlap(tmp_path: Path, feed: DemoFeed) -> None:
+    """``poll_overlap_s: 0``: a signal left for the next round (its delivery's status not yet
+    acknowledged) keeps the cursor before its change, though a later change of another signal
+    was read in the same round."""
+    h = Harness(tmp_path, poll_overlap_s=0)
+    h.store.set_cursor(datetime.now(UTC) - timedelta(seconds=1))  # the adapter polled before
+    first, second = _routed(feed), _routed(feed)
+    await h.deliver(first)
+    delivering = await h.worker.handle(second)  # its Toegewezen aan is not acknowledged yet
+    h.standin.set_state(second.key.decode(), "b")  # type: ignore[union-attr]
+    h.standin.set_state(first.key.decode(), "b")  # type: ignore[union-attr]  # changed after the second
+    (out,) = await h.poll()
+    assert out.key == first.key and _change(out).status.notation == "496"
+    delivering.done()
+    (out,) = await h.poll()
+    assert out.key == second.key and _change(out).status.notation == "496"
+    assert dict(out.headers)[StatusHeader.PREVIOUS] == b"557"
     assert await h.poll() == []
 
 

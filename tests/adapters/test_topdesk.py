@@ -5,6 +5,7 @@ that enforces the TOPdesk request contract (no broker: the worker returns what i
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -272,6 +273,27 @@ async def test_a_delivery_whose_status_was_not_acknowledged_is_reported_when_del
     (out,) = await h.deliver(record)
     assert StatusChange.from_jsonld(json.loads(out.value)).status.notation == "557"
     assert await h.poll() == [] and await h.deliver(record) == []
+
+
+async def test_a_change_left_for_the_next_poll_is_read_again_without_overlap(tmp_path: Path, feed: DemoFeed) -> None:
+    """``poll_overlap_s: 0``: a ticket left for the next round (its delivery's status not yet
+    acknowledged) keeps the cursor before its change, though a later change of another ticket
+    was read in the same round."""
+    h = Harness(tmp_path, poll_overlap_s=0)
+    h.store.set_cursor(datetime.now(UTC) - timedelta(seconds=1))  # the adapter polled before
+    first, second = _routed(feed), _routed(feed)
+    await h.deliver(first)
+    delivering = await h.worker.handle(second)  # its Toegewezen aan is not acknowledged yet
+    h.standin.set_status(second.key.decode(), "In progress")
+    h.standin.later(2)  # TOPdesk's queries compare whole seconds
+    h.standin.set_status(first.key.decode(), "In progress")  # changed after the second
+    (out,) = await h.poll()
+    assert out.key == first.key and StatusChange.from_jsonld(json.loads(out.value)).status.notation == "496"
+    delivering.done()
+    (out,) = await h.poll()
+    assert out.key == second.key and StatusChange.from_jsonld(json.loads(out.value)).status.notation == "496"
+    assert dict(out.headers)[StatusHeader.PREVIOUS] == b"557"
+    assert await h.poll() == []
 
 
 def test_retry_policy_is_bounded() -> None:

@@ -65,6 +65,12 @@ class TopdeskStandIn:
         self._last = now
         return now
 
+    def later(self, seconds: float) -> None:
+        """Time passes at TOPdesk: the next change is dated at least ``seconds`` after the last
+        (its queries compare whole seconds)."""
+        with self._lock:
+            self._last += timedelta(seconds=seconds)
+
     def set_status(self, external_number: str, name: str, closure: str | None = None) -> dict[str, Any]:
         with self._lock:
             incident = next(i for i in self.incidents.values() if i["externalNumber"] == external_number)

@@ -156,9 +156,14 @@ class Open311OutWorker(AuthorityWorker):
             answer = await with_retries(lambda ids=list(batch): self.client.requests_by_id(ids), self.config.retry,
                                         f"{NAME}.poll")
             for item in t.request_items(answer):
-                row = batch.get(t.item_id(item) or "")
-                if row is None:
+                asked = batch.get(t.item_id(item) or "")
+                if asked is None:
                     continue  # not asked for (a server that ignores the filter): not this poll's business
+                # as the store has it now, not as before the request: a delivery may have reported
+                # meanwhile, or be reporting (its Toegewezen aan on its way: next poll)
+                row = self.store.get(asked["melding_id"])
+                if row is None or row["service_request_id"] != asked["service_request_id"] or self.reporting(row["melding_id"]):
+                    continue
                 try:
                     state = t.parse_request(item)
                 except VendorError as error:
