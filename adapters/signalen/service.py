@@ -50,7 +50,7 @@ from hub import logs
 from hub.errors import HubError
 from hub.melding import Melding
 from hub.pipeline import Output, Record, dead_letter
-from hub.status import IllegalTransition, StatusChange
+from hub.status import INGEDIEND, TOEGEWEZEN, IllegalTransition, StatusChange
 from hub.topics import Header
 
 __all__ = ["SignalenWorker", "consume", "run"]  # consume: moved to adapters.loop
@@ -184,6 +184,10 @@ class SignalenWorker(AuthorityWorker):
             emit.after_ack.append(lambda: self.store.set_vendor(mid, reading.state, reading.changed))
             log.warning("signalen.illegal_transition", correlation_id=mid, reason=error.reason)
             return updated
+        if known == INGEDIEND and changes[0].status.notation == TOEGEWEZEN:
+            # the delivery reported it, but the adapter stopped before its store moved: the same
+            # event again (same date, so the same id), not a second Toegewezen aan
+            changes[0] = created_change(item, mid, self.door, self.authority_name, self.config)
         before = known
         for change in changes:
             emit.outputs.append(self.status_output(change, row["source"], before))

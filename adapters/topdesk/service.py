@@ -41,7 +41,7 @@ from hub import logs
 from hub.errors import HubError
 from hub.melding import Melding
 from hub.pipeline import Output, Record, dead_letter
-from hub.status import IllegalTransition, StatusChange, check_transition
+from hub.status import INGEDIEND, TOEGEWEZEN, IllegalTransition, StatusChange, check_transition
 from hub.topics import Header
 
 __all__ = ["Emit", "TopdeskWorker", "last_status", "run"]  # Emit/last_status: moved to adapters.loop
@@ -168,6 +168,10 @@ class TopdeskWorker(AuthorityWorker):
             emit.after_ack.append(lambda: self.store.set_vendor(melding_id, reading.vendor_status, reading.modified))
             log.warning("topdesk.illegal_transition", correlation_id=melding_id, reason=error.reason)
             return reading.modified
+        if known == INGEDIEND and change.status.notation == TOEGEWEZEN:
+            # the delivery reported it, but the adapter stopped before its store moved: the same
+            # event again (same date, so the same id), not a second Toegewezen aan
+            change = created_change(incident, melding_id, self.door, self.authority_name, self.config)
         emit.outputs.append(self.status_output(change, row["source"], known))
 
         def after() -> None:

@@ -478,6 +478,28 @@ async def test_a_poll_during_a_deliverys_unacknowledged_status_reports_nothing_t
     assert await h.poll() == []
 
 
+@pytest.mark.parametrize("status_source", ["requests", "servicerequestupdates"])
+async def test_a_crash_before_the_store_moved_repeats_the_deliverys_own_event(
+    harness: Callable[..., Harness], feed: DemoFeed, status_source: str
+) -> None:
+    """The broker acknowledged the delivery's Toegewezen aan, the adapter stopped before its store
+    moved (and before the offset was committed): after the restart, whichever comes first — the
+    poll (here: the server's own in_progress update) or the record read again — reports it as the
+    same event (same id, date and text), and the other reports nothing."""
+    h = harness(status_source=status_source)
+    record = _routed(feed)
+    mid = record.key.decode()
+    (delivered,) = (await h.worker.handle(record)).outputs  # acknowledged; its after-ack steps never ran
+    h.restart()
+    h.server_status(mid, "557", "Toegewezen aan de uitvoeringsdienst.")  # FixMyStreet: in_progress
+    h.clock.tick()
+    repeated = [*(await h.poll()), *(await h.deliver(record))]
+    assert len(repeated) == 1
+    first, again = _change(delivered), _change(repeated[0])
+    assert (again.event_id, again.statusdatum, again.beschrijving) == (first.event_id, first.statusdatum, first.beschrijving)
+    assert await h.poll() == [] and await h.deliver(record) == []
+
+
 async def test_fixmystreet_updates_bring_every_change_with_its_extended_status(
     harness: Callable[..., Harness], feed: DemoFeed
 ) -> None:

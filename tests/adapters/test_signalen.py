@@ -164,6 +164,10 @@ class Harness:
         self.client = SignalenClient(self.config.base_url, token, transport=self.standin.transport())
         self.worker = SignalenWorker(self.config, self.client, self.store, MENEN, "Stad Menen")
 
+    def restart(self) -> None:
+        """A new adapter process on the same store (after a crash)."""
+        self.worker = SignalenWorker(self.config, self.client, self.store, MENEN, "Stad Menen")
+
     async def deliver(self, record: Record) -> list[Any]:
         emit = await self.worker.handle(record)
         emit.done()
@@ -343,6 +347,21 @@ async def test_a_change_left_for_the_next_poll_is_read_again_without_overlap(tmp
     assert out.key == second.key and _change(out).status.notation == "496"
     assert dict(out.headers)[StatusHeader.PREVIOUS] == b"557"
     assert await h.poll() == []
+
+
+async def test_a_crash_before_the_store_moved_makes_the_poll_repeat_the_deliverys_own_event(
+    tmp_path: Path, feed: DemoFeed
+) -> None:
+    """The broker acknowledged the delivery's Toegewezen aan, the adapter stopped before its store
+    moved: after the restart the poll reports it again as the same event (same id, date and text)."""
+    h = Harness(tmp_path)
+    record = _routed(feed)
+    (delivered,) = (await h.worker.handle(record)).outputs  # acknowledged; its after-ack steps never ran
+    h.restart()
+    (polled,) = await h.poll()
+    first, again = _change(delivered), _change(polled)
+    assert (again.event_id, again.statusdatum, again.beschrijving) == (first.event_id, first.statusdatum, first.beschrijving)
+    assert await h.deliver(record) == [] and await h.poll() == []
 
 
 async def test_a_change_the_life_cycle_forbids_is_a_dead_letter(tmp_path: Path, feed: DemoFeed) -> None:

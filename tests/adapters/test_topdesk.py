@@ -126,8 +126,12 @@ class Harness:
         self.standin = TopdeskStandIn()
         self.config = _config(**config)
         self.store = Store(tmp_path / "topdesk.sqlite3")
-        client = TopdeskClient(self.config.base_url, "hub-operator", password, transport=self.standin.transport())
-        self.worker = TopdeskWorker(self.config, client, self.store, KORTRIJK, "Stad Kortrijk")
+        self.client = TopdeskClient(self.config.base_url, "hub-operator", password, transport=self.standin.transport())
+        self.worker = TopdeskWorker(self.config, self.client, self.store, KORTRIJK, "Stad Kortrijk")
+
+    def restart(self) -> None:
+        """A new adapter process on the same store (after a crash)."""
+        self.worker = TopdeskWorker(self.config, self.client, self.store, KORTRIJK, "Stad Kortrijk")
 
     async def deliver(self, record: Record) -> list[Any]:
         emit = await self.worker.handle(record)
@@ -294,6 +298,22 @@ async def test_a_change_left_for_the_next_poll_is_read_again_without_overlap(tmp
     assert out.key == second.key and StatusChange.from_jsonld(json.loads(out.value)).status.notation == "496"
     assert dict(out.headers)[StatusHeader.PREVIOUS] == b"557"
     assert await h.poll() == []
+
+
+async def test_a_crash_before_the_store_moved_makes_the_poll_repeat_the_deliverys_own_event(
+    tmp_path: Path, feed: DemoFeed
+) -> None:
+    """The broker acknowledged the delivery's Toegewezen aan, the adapter stopped before its store
+    moved: after the restart the poll reports it again as the same event (same id, date and text),
+    which the status stage and the channels take as one; the record read again reports nothing."""
+    h = Harness(tmp_path)
+    record = _routed(feed)
+    (delivered,) = (await h.worker.handle(record)).outputs  # acknowledged; its after-ack steps never ran
+    h.restart()
+    (polled,) = await h.poll()
+    first, again = (StatusChange.from_jsonld(json.loads(o.value)) for o in (delivered, polled))
+    assert (again.event_id, again.statusdatum, again.beschrijving) == (first.event_id, first.statusdatum, first.beschrijving)
+    assert await h.deliver(record) == [] and await h.poll() == []
 
 
 def test_retry_policy_is_bounded() -> None:

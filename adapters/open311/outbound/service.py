@@ -50,7 +50,7 @@ from adapters.refusals import FINAL_STATUSES
 from hub import logs
 from hub.errors import HubError
 from hub.pipeline import Output, Record, dead_letter
-from hub.status import IllegalTransition, check_transition
+from hub.status import INGEDIEND, TOEGEWEZEN, IllegalTransition, check_transition
 from hub.topics import Header
 
 NAME = "open311_out"
@@ -232,6 +232,12 @@ class Open311OutWorker(AuthorityWorker):
             row["vendor_status"] = vendor_status
             return
         change = t.status_change(mid, st, self.door, notes, when, self.config)
+        if known == INGEDIEND and st.notation == TOEGEWEZEN and row.get("filed_at"):
+            # the delivery reported it, but the adapter stopped before its store moved: the same
+            # event again (same date, so the same id), not a second Toegewezen aan
+            reference = row["service_request_id"] or f"token {row['token']}"
+            change = t.created_change(mid, self.door, self.authority_name, reference,
+                                      datetime.fromisoformat(row["filed_at"]), self.config)
         try:
             check_transition(known, st.notation)
         except IllegalTransition as error:
