@@ -172,9 +172,9 @@ class Passthrough:
                     await producer.send(self.dst, value=r.value, key=r.key, headers=list(r.headers or ()))
                     for r in records
                 ]
-            else:
+            else:  # the hub passes a record's headers on: the bench's timing headers too
                 pending = [
-                    await producer.send(topic, value=value, key=key, headers=headers)
+                    await producer.send(topic, value=value, key=key, headers=headers + _bench_headers(r))
                     for r in records
                     for topic, key, value, headers in self.outputs[r.key]
                 ]
@@ -182,6 +182,11 @@ class Passthrough:
                 await asyncio.gather(*pending)
             await producer.send_offsets_to_transaction({tp: records[-1].offset + 1}, self.group)
         await asyncio.gather(*pending)
+
+
+def _bench_headers(record: object) -> list[tuple[str, bytes]]:
+    """The paced run's send time and sequence number of ``record`` (``bench-*``), if it has them."""
+    return [(k, v) for k, v in (getattr(record, "headers", None) or ()) if k.startswith("bench-")]
 
 
 def main() -> None:

@@ -63,7 +63,7 @@ BACKLOG = {"transactional": 20_000, "hub-outputs": 20_000, "coupled": 12_000, "p
 rate. With 10,000 the hub drained in ~3 batches per partition, and filling and emptying that
 pipeline (first fetch, last commit) showed as ~1.5× less than its sustained rate (bench/, 2026-12-03)."""
 RATE = 500.0
-SECONDS = {"transactional": 20.0, "coupled": 15.0, "plain": 15.0, "compiled": 20.0, "pyshacl": 6.0}
+SECONDS = {"transactional": 20.0, "hub-outputs": 20.0, "coupled": 15.0, "plain": 15.0, "compiled": 20.0, "pyshacl": 6.0}
 WARMUP = 200
 PACED_WARMUP_S = 2.0
 """Seconds at the measured rate before measuring: what is measured is the steady rate, not its onset."""
@@ -276,7 +276,13 @@ async def _latency(bootstrap: str, target: str, workdir: Path, fresh: bool = Fal
             await recreate_topics(bootstrap, topics, configs)
         else:
             await start_group_at_end(bootstrap, group, [INBOUND])
-        child = await asyncio.to_thread(_start_hub, bootstrap, group, target, logs / f"latency-{target}.log")
+        if target == "hub-outputs":  # (a*): the hub's outputs to its topics, without its work per melding
+            replay = workdir / "hub-outputs.pickle"  # made by the throughput run (a*), else now
+            child = passthrough(bootstrap, INBOUND, RAW_OUT, group, "transactional", logs / "latency-raw-hub-outputs.log",
+                                outputs=replay if replay.exists() else _hub_outputs(workdir))
+            await asyncio.to_thread(child.wait_for, "passthrough.assigned")
+        else:
+            child = await asyncio.to_thread(_start_hub, bootstrap, group, target, logs / f"latency-{target}.log")
         src = INBOUND
     broker = broker_pid(workdir)
     try:
@@ -328,7 +334,7 @@ async def _all(bootstrap: str, workdir: Path) -> dict[str, dict[str, Any]]:
     # Not measured either: these create the topics the latency runs then share (see _latency).
     for target in ("transactional", "compiled"):
         await _latency(bootstrap, target, workdir, fresh=True)
-    rounds: dict[str, list[dict[str, Any]]] = {"transactional": [], "compiled": []}
+    rounds: dict[str, list[dict[str, Any]]] = {"transactional": [], "hub-outputs": [], "compiled": []}
     for _ in range(LATENCY_ROUNDS):  # in turn, so a slow stretch of the machine hits both
         for target, runs in rounds.items():
             runs.append(await _latency(bootstrap, target, workdir))
@@ -511,6 +517,8 @@ def run() -> str:
     lat_rows = []
     for key, label in (
         ("latency-transactional", "(a) raw pass-through, transactional (the hub's loop)"),
+        ("latency-hub-outputs", "(a*) raw pass-through, transactional, writing the hub's own outputs to its owner "
+                                "topics"),
         ("latency-coupled", "(a'') raw pass-through, transactional, the earlier coupled loop"),
         ("latency-plain", "(a') raw pass-through, plain at-least-once"),
         ("latency-compiled", "(b) hub, compiled validator"),
@@ -550,6 +558,16 @@ def run() -> str:
         + f" ms); target < {TARGET_P99_MS:.0f} ms: {met(p99_ok)}. With pyshacl the hub cannot keep {RATE:.0f}/s up "
         f"(it reaches ~{ref['rate']:.0f}/s): the backlog grows for {lat_p['seconds']:.0f} s and latency with it "
         f"({lat_p['arrived']} of {lat_p['sent']} arrived within {DRAIN_TIMEOUT:.0f} s of the last send).",
+        "- Where the hub's latency goes: (a*), the pass-through writing the hub's own outputs to its owner topics "
+        "(the hub's Kafka work without its work per melding), in the same rounds: p50 "
+        f"{r['latency-hub-outputs']['p50']:.1f} ms, p99 {r['latency-hub-outputs']['p99']:.1f} ms (each run's p99: "
+        + ", ".join(f"{p:.1f}" for p in r["latency-hub-outputs"]["rounds"])
+        + f" ms). Of the hub's p50 over (a)'s ({lat_c['p50'] - r['latency-transactional']['p50']:+.1f} ms), "
+        f"{r['latency-hub-outputs']['p50'] - r['latency-transactional']['p50']:+.1f} ms come with writing to the "
+        f"owner topics (more partitions per transaction) and {lat_c['p50'] - r['latency-hub-outputs']['p50']:+.1f} ms "
+        "with the hub's work per melding; at p99: "
+        f"{r['latency-hub-outputs']['p99'] - r['latency-transactional']['p99']:+.1f} and "
+        f"{lat_c['p99'] - r['latency-hub-outputs']['p99']:+.1f} ms.",
         "- The latency runs share topics that unmeasured runs created before them; each run's new consumer group "
         "starts at the end of its input. On topics created seconds before, the broker's first transaction markers "
         "to the new partitions held the hub's commits for 0.7–2.6 s once per run (aiokafka's debug log: "
