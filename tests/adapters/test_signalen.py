@@ -4,7 +4,6 @@ its check, and the worker against a stand-in that enforces the request contract 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from hub.pipeline import Record
 from hub.registry import Registry
 from hub.status import StatusChange, StatusHeader
 from hub.topics import DEADLETTER, STATUS, Header, authority_topic
+from tests.adapters import poll_check
 from tests.adapters.signalen_standin import (
     SignalenStandIn,
     category_tree,
@@ -312,56 +312,23 @@ async def test_signalen_state_changes_reach_the_status_topic_once(tmp_path: Path
 
 
 async def test_a_poll_during_a_deliverys_unacknowledged_status_reports_nothing_twice(tmp_path: Path, feed: DemoFeed) -> None:
-    """The poll runs beside the consume loop: while a delivery's Toegewezen aan waits for the
-    broker's acknowledgement, a poll that reads the new signal neither reports it again nor loses
-    a later change (it reads the signal again once the delivery is acknowledged)."""
     h = Harness(tmp_path)
-    record = _routed(feed)
-    mid = record.key.decode()  # type: ignore[union-attr]
-    delivering = await h.worker.handle(record)  # its Toegewezen aan is not acknowledged yet
-    assert [o.topic for o in delivering.outputs] == [STATUS]
-    assert await h.poll() == [], "Toegewezen aan is on its way already"
-    h.standin.set_state(mid, "b")
-    assert await h.poll() == [], "a later change waits until the delivery's status is acknowledged"
-    delivering.done()
-    (out,) = await h.poll()
-    assert _change(out).status.notation == "496" and dict(out.headers)[StatusHeader.PREVIOUS] == b"557"
-    assert await h.poll() == []
+    await poll_check.assert_poll_leaves_an_unacknowledged_delivery(h, _routed(feed), _in_behandeling(h))
 
 
 async def test_a_change_left_for_the_next_poll_is_read_again_without_overlap(tmp_path: Path, feed: DemoFeed) -> None:
-    """``poll_overlap_s: 0``: a signal left for the next round (its delivery's status not yet
-    acknowledged) keeps the cursor before its change, though a later change of another signal
-    was read in the same round."""
     h = Harness(tmp_path, poll_overlap_s=0)
-    h.store.set_cursor(datetime.now(UTC) - timedelta(seconds=1))  # the adapter polled before
-    first, second = _routed(feed), _routed(feed)
-    await h.deliver(first)
-    delivering = await h.worker.handle(second)  # its Toegewezen aan is not acknowledged yet
-    h.standin.set_state(second.key.decode(), "b")  # type: ignore[union-attr]
-    h.standin.set_state(first.key.decode(), "b")  # type: ignore[union-attr]  # changed after the second
-    (out,) = await h.poll()
-    assert out.key == first.key and _change(out).status.notation == "496"
-    delivering.done()
-    (out,) = await h.poll()
-    assert out.key == second.key and _change(out).status.notation == "496"
-    assert dict(out.headers)[StatusHeader.PREVIOUS] == b"557"
-    assert await h.poll() == []
+    await poll_check.assert_a_held_change_is_read_again_without_overlap(h, _routed(feed), _routed(feed), _in_behandeling(h))
 
 
 async def test_a_crash_before_the_store_moved_makes_the_poll_repeat_the_deliverys_own_event(
     tmp_path: Path, feed: DemoFeed
 ) -> None:
-    """The broker acknowledged the delivery's Toegewezen aan, the adapter stopped before its store
-    moved: after the restart the poll reports it again as the same event (same id, date and text)."""
-    h = Harness(tmp_path)
-    record = _routed(feed)
-    (delivered,) = (await h.worker.handle(record)).outputs  # acknowledged; its after-ack steps never ran
-    h.restart()
-    (polled,) = await h.poll()
-    first, again = _change(delivered), _change(polled)
-    assert (again.event_id, again.statusdatum, again.beschrijving) == (first.event_id, first.statusdatum, first.beschrijving)
-    assert await h.deliver(record) == [] and await h.poll() == []
+    await poll_check.assert_a_stop_before_the_store_moved_repeats_the_same_event(Harness(tmp_path), _routed(feed))
+
+
+def _in_behandeling(h: Harness) -> poll_check.MoveOn:
+    return lambda melding_id: h.standin.set_state(melding_id, "b")  # type: ignore[func-returns-value]
 
 
 async def test_a_change_the_life_cycle_forbids_is_a_dead_letter(tmp_path: Path, feed: DemoFeed) -> None:

@@ -5,7 +5,6 @@ that enforces the TOPdesk request contract (no broker: the worker returns what i
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from hub.pipeline import Record
 from hub.registry import Registry
 from hub.status import StatusChange, StatusHeader
 from hub.topics import DEADLETTER, STATUS, Header, authority_topic
+from tests.adapters import poll_check
 from tests.adapters.topdesk_standin import EXAMPLE, TopdeskStandIn
 
 KORTRIJK = "https://w3id.org/meldingen-hub/id/organisatie/kortrijk"
@@ -247,22 +247,8 @@ async def test_status_changes_in_topdesk_reach_the_status_topic_once(tmp_path: P
 
 
 async def test_a_poll_during_a_deliverys_unacknowledged_status_reports_nothing_twice(tmp_path: Path, feed: DemoFeed) -> None:
-    """The poll runs beside the consume loop: while a delivery's Toegewezen aan waits for the
-    broker's acknowledgement, a poll that reads the new incident must neither report it again nor
-    lose a later change (it reads the incident again once the delivery is acknowledged)."""
     h = Harness(tmp_path)
-    record = _routed(feed)
-    mid = record.key.decode()
-    delivering = await h.worker.handle(record)  # its Toegewezen aan is not acknowledged yet
-    assert [o.topic for o in delivering.outputs] == [STATUS]
-    assert await h.poll() == [], "Toegewezen aan is on its way already"
-    h.standin.set_status(mid, "In progress")
-    assert await h.poll() == [], "a later change waits until the delivery's status is acknowledged"
-    delivering.done()
-    (out,) = await h.poll()
-    assert StatusChange.from_jsonld(json.loads(out.value)).status.notation == "496"
-    assert dict(out.headers)[StatusHeader.PREVIOUS] == b"557"
-    assert await h.poll() == []
+    await poll_check.assert_poll_leaves_an_unacknowledged_delivery(h, _routed(feed), _in_progress(h))
 
 
 async def test_a_delivery_whose_status_was_not_acknowledged_is_reported_when_delivered_again(
@@ -280,40 +266,20 @@ async def test_a_delivery_whose_status_was_not_acknowledged_is_reported_when_del
 
 
 async def test_a_change_left_for_the_next_poll_is_read_again_without_overlap(tmp_path: Path, feed: DemoFeed) -> None:
-    """``poll_overlap_s: 0``: a ticket left for the next round (its delivery's status not yet
-    acknowledged) keeps the cursor before its change, though a later change of another ticket
-    was read in the same round."""
     h = Harness(tmp_path, poll_overlap_s=0)
-    h.store.set_cursor(datetime.now(UTC) - timedelta(seconds=1))  # the adapter polled before
-    first, second = _routed(feed), _routed(feed)
-    await h.deliver(first)
-    delivering = await h.worker.handle(second)  # its Toegewezen aan is not acknowledged yet
-    h.standin.set_status(second.key.decode(), "In progress")
-    h.standin.later(2)  # TOPdesk's queries compare whole seconds
-    h.standin.set_status(first.key.decode(), "In progress")  # changed after the second
-    (out,) = await h.poll()
-    assert out.key == first.key and StatusChange.from_jsonld(json.loads(out.value)).status.notation == "496"
-    delivering.done()
-    (out,) = await h.poll()
-    assert out.key == second.key and StatusChange.from_jsonld(json.loads(out.value)).status.notation == "496"
-    assert dict(out.headers)[StatusHeader.PREVIOUS] == b"557"
-    assert await h.poll() == []
+    await poll_check.assert_a_held_change_is_read_again_without_overlap(
+        h, _routed(feed), _routed(feed), _in_progress(h), lambda: h.standin.later(2)  # TOPdesk compares whole seconds
+    )
 
 
 async def test_a_crash_before_the_store_moved_makes_the_poll_repeat_the_deliverys_own_event(
     tmp_path: Path, feed: DemoFeed
 ) -> None:
-    """The broker acknowledged the delivery's Toegewezen aan, the adapter stopped before its store
-    moved: after the restart the poll reports it again as the same event (same id, date and text),
-    which the status stage and the channels take as one; the record read again reports nothing."""
-    h = Harness(tmp_path)
-    record = _routed(feed)
-    (delivered,) = (await h.worker.handle(record)).outputs  # acknowledged; its after-ack steps never ran
-    h.restart()
-    (polled,) = await h.poll()
-    first, again = (StatusChange.from_jsonld(json.loads(o.value)) for o in (delivered, polled))
-    assert (again.event_id, again.statusdatum, again.beschrijving) == (first.event_id, first.statusdatum, first.beschrijving)
-    assert await h.deliver(record) == [] and await h.poll() == []
+    await poll_check.assert_a_stop_before_the_store_moved_repeats_the_same_event(Harness(tmp_path), _routed(feed))
+
+
+def _in_progress(h: Harness) -> poll_check.MoveOn:
+    return lambda melding_id: h.standin.set_status(melding_id, "In progress")  # type: ignore[func-returns-value]
 
 
 def test_retry_policy_is_bounded() -> None:
