@@ -104,7 +104,9 @@ class SignalenWorker(AuthorityWorker):
 
         def after() -> None:
             self.store.advance(mid, previous, change.status.notation)
-            if changed is not None:
+            if created and changed is not None:
+                # a new signal's state is the one Toegewezen aan reports; a signal found again (a
+                # redelivery) may have moved on meanwhile: that state is the poll's to report
                 self.store.set_vendor(mid, state if isinstance(state, str) else None, changed)
 
         return Emit([self.status_output(change, row["source"], previous)], [after])

@@ -327,6 +327,23 @@ async def test_a_crash_before_the_store_moved_makes_the_poll_repeat_the_delivery
     await poll_check.assert_a_stop_before_the_store_moved_repeats_the_same_event(Harness(tmp_path), _routed(feed))
 
 
+async def test_a_signal_taken_up_before_the_record_is_read_again_is_reported_after_toegewezen_aan(
+    tmp_path: Path, feed: DemoFeed
+) -> None:
+    """The delivery's Toegewezen aan was not acknowledged (broker trouble), and the civil servant
+    took the signal up before the record was read again: the second delivery finds the signal and
+    reports Toegewezen aan, and the poll then reports In behandeling (it is not taken as seen)."""
+    h = Harness(tmp_path)
+    record = _routed(feed)
+    await h.worker.handle(record)  # produced, never acknowledged
+    h.standin.set_state(record.key.decode(), "b")  # type: ignore[union-attr]
+    (out,) = await h.deliver(record)
+    assert _change(out).status.notation == "557"
+    (out,) = await h.poll()
+    assert _change(out).status.notation == "496" and dict(out.headers)[StatusHeader.PREVIOUS] == b"557"
+    assert await h.poll() == []
+
+
 def _in_behandeling(h: Harness) -> poll_check.MoveOn:
     return lambda melding_id: h.standin.set_state(melding_id, "b")  # type: ignore[func-returns-value]
 
