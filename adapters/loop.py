@@ -46,7 +46,7 @@ from hub.kafka_admin import ensure_topics, raise_message_size_limits
 from hub.kafka_auth import client_kwargs
 from hub.melding import Melding, text_of
 from hub.pipeline import Output, Record, dead_letter
-from hub.status import INGEDIEND, StatusChange, status
+from hub.status import INGEDIEND, TOEGEWEZEN, StatusChange, status
 from hub.status_service import record_of
 from hub.topics import DEADLETTER, REFUSALS, STATUS, Header, authority_topic
 
@@ -86,6 +86,14 @@ def hold_cursor(newest: datetime | None, held: list[datetime]) -> datetime | Non
         return newest
     back = min(held) - timedelta(milliseconds=1)
     return back if newest is None else min(newest, back)
+
+
+def repeats_the_delivery(known: str, new: str) -> bool:
+    """True when a poll is about to report Toegewezen aan for a melding its store still has at
+    Ingediend: the delivery reported that (dated by the ticket's creation), and the adapter stopped
+    after the broker acknowledged it, before its store moved. The poll then reports the delivery's
+    own event again (same date, so the same id), not a second Toegewezen aan."""
+    return known == INGEDIEND and new == TOEGEWEZEN
 
 
 def last_status(melding: Melding) -> str:
@@ -178,9 +186,8 @@ class AuthorityWorker:
             return Emit([self.dead_letter(record, error, melding_id)], melding_id=melding_id)
 
     def _on_its_way(self, melding_id: str, emit: Emit) -> None:
-        mid = melding_id
-        self._reporting[mid] = time.monotonic() + REPORTING_HOLD_S
-        emit.after_ack.append(lambda: self._reporting.pop(mid, None))  # after the vendor's own steps (the store)
+        self._reporting[melding_id] = time.monotonic() + REPORTING_HOLD_S
+        emit.after_ack.append(lambda: self._reporting.pop(melding_id, None))  # after the vendor's own steps (the store)
 
     def reporting(self, melding_id: str) -> bool:
         """True while a delivery's status event for this melding waits for the broker's

@@ -30,7 +30,7 @@ import signal
 import sys
 import time
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 
 MAX_BYTES = 4 * 1024 * 1024
 
@@ -184,9 +184,9 @@ class Passthrough:
         await asyncio.gather(*pending)
 
 
-def _bench_headers(record: object) -> list[tuple[str, bytes]]:
+def _bench_headers(record: ConsumerRecord) -> list[tuple[str, bytes]]:
     """The paced run's send time and sequence number of ``record`` (``bench-*``), if it has them."""
-    return [(k, v) for k, v in (getattr(record, "headers", None) or ()) if k.startswith("bench-")]
+    return [(k, v) for k, v in (record.headers or ()) if k.startswith("bench-")]
 
 
 def main() -> None:

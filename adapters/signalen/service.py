@@ -32,7 +32,17 @@ from typing import Any
 
 from adapters.base import Runtime, VendorError, with_retries
 from adapters.contact import ContactKeys
-from adapters.loop import AuthorityWorker, Context, Emit, Incoming, consume, hold_cursor, last_status, run_authority
+from adapters.loop import (
+    AuthorityWorker,
+    Context,
+    Emit,
+    Incoming,
+    consume,
+    hold_cursor,
+    last_status,
+    repeats_the_delivery,
+    run_authority,
+)
 from adapters.signalen.client import SignalenClient
 from adapters.signalen.config import STATE_NAMES, Config
 from adapters.signalen.store import Store
@@ -50,7 +60,7 @@ from hub import logs
 from hub.errors import HubError
 from hub.melding import Melding
 from hub.pipeline import Output, Record, dead_letter
-from hub.status import INGEDIEND, TOEGEWEZEN, IllegalTransition, StatusChange
+from hub.status import IllegalTransition, StatusChange
 from hub.topics import Header
 
 __all__ = ["SignalenWorker", "consume", "run"]  # consume: moved to adapters.loop
@@ -186,9 +196,7 @@ class SignalenWorker(AuthorityWorker):
             emit.after_ack.append(lambda: self.store.set_vendor(mid, reading.state, reading.changed))
             log.warning("signalen.illegal_transition", correlation_id=mid, reason=error.reason)
             return updated
-        if known == INGEDIEND and changes[0].status.notation == TOEGEWEZEN:
-            # the delivery reported it, but the adapter stopped before its store moved: the same
-            # event again (same date, so the same id), not a second Toegewezen aan
+        if repeats_the_delivery(known, changes[0].status.notation):
             changes[0] = created_change(item, mid, self.door, self.authority_name, self.config)
         before = known
         for change in changes:

@@ -32,7 +32,16 @@ from typing import Any
 
 from adapters.base import Runtime, VendorError, with_retries
 from adapters.contact import ContactKeys
-from adapters.loop import AuthorityWorker, Context, Emit, Incoming, hold_cursor, last_status, run_authority
+from adapters.loop import (
+    AuthorityWorker,
+    Context,
+    Emit,
+    Incoming,
+    hold_cursor,
+    last_status,
+    repeats_the_delivery,
+    run_authority,
+)
 from adapters.topdesk.client import TopdeskClient
 from adapters.topdesk.config import Config
 from adapters.topdesk.store import Store
@@ -41,7 +50,7 @@ from hub import logs
 from hub.errors import HubError
 from hub.melding import Melding
 from hub.pipeline import Output, Record, dead_letter
-from hub.status import INGEDIEND, TOEGEWEZEN, IllegalTransition, StatusChange, check_transition
+from hub.status import IllegalTransition, StatusChange, check_transition
 from hub.topics import Header
 
 __all__ = ["Emit", "TopdeskWorker", "last_status", "run"]  # Emit/last_status: moved to adapters.loop
@@ -168,9 +177,7 @@ class TopdeskWorker(AuthorityWorker):
             emit.after_ack.append(lambda: self.store.set_vendor(melding_id, reading.vendor_status, reading.modified))
             log.warning("topdesk.illegal_transition", correlation_id=melding_id, reason=error.reason)
             return reading.modified
-        if known == INGEDIEND and change.status.notation == TOEGEWEZEN:
-            # the delivery reported it, but the adapter stopped before its store moved: the same
-            # event again (same date, so the same id), not a second Toegewezen aan
+        if repeats_the_delivery(known, change.status.notation):
             change = created_change(incident, melding_id, self.door, self.authority_name, self.config)
         emit.outputs.append(self.status_output(change, row["source"], known))
 

@@ -41,7 +41,16 @@ from adapters.base import (
     with_retries,
 )
 from adapters.contact import ContactKeys
-from adapters.loop import AuthorityWorker, Context, Emit, Incoming, hold_cursor, last_status, run_authority
+from adapters.loop import (
+    AuthorityWorker,
+    Context,
+    Emit,
+    Incoming,
+    hold_cursor,
+    last_status,
+    repeats_the_delivery,
+    run_authority,
+)
 from adapters.open311.outbound import translate as t
 from adapters.open311.outbound.client import GeoReportClient
 from adapters.open311.outbound.config import Config
@@ -50,7 +59,7 @@ from adapters.refusals import FINAL_STATUSES
 from hub import logs
 from hub.errors import HubError
 from hub.pipeline import Output, Record, dead_letter
-from hub.status import INGEDIEND, TOEGEWEZEN, IllegalTransition, check_transition
+from hub.status import IllegalTransition, check_transition
 from hub.topics import Header
 
 NAME = "open311_out"
@@ -232,9 +241,7 @@ class Open311OutWorker(AuthorityWorker):
             row["vendor_status"] = vendor_status
             return
         change = t.status_change(mid, st, self.door, notes, when, self.config)
-        if known == INGEDIEND and st.notation == TOEGEWEZEN and row.get("filed_at"):
-            # the delivery reported it, but the adapter stopped before its store moved: the same
-            # event again (same date, so the same id), not a second Toegewezen aan
+        if repeats_the_delivery(known, st.notation) and row.get("filed_at"):
             reference = row["service_request_id"] or f"token {row['token']}"
             change = t.created_change(mid, self.door, self.authority_name, reference,
                                       datetime.fromisoformat(row["filed_at"]), self.config)
