@@ -7,10 +7,9 @@
 client settings (``hub.settings.HubSettings``, so ``MELDHUB_*`` variables apply to both): a
 consumer (read_committed, same fetch sizes, fetch wait and fetcher wake-up), ``getmany`` batches
 of up to the hub's batch size, one transactional producer per input partition (``acks=all``,
-idempotent, the hub's linger, record batch size and retry back-off, the hub's wait before a new
-transaction's first AddPartitionsToTxn is retried), each partition's batch in its own task, the
-next batch of a partition read while the one before commits and committed after it (the partition
-paused only while a batch waits so), outputs acknowledged before the offsets join it. ``--coupled`` is the hub's earlier loop for comparison: batches of 200, all
+idempotent, the hub's linger, record batch size and retry back-off, the hub's wait before a new transaction's first AddPartitionsToTxn is retried), each partition's batch in
+its own task with the partition paused until its transaction ended, outputs acknowledged before
+the offsets join it. ``--coupled`` is the hub's earlier loop for comparison: batches of 200, all
 partitions of a batch committed together before the next fetch, outputs and offsets sent
 together, the clients' defaults for back-off, fetch wait, batch size and fetcher wake-up. ``plain`` is
 the at-least-once loop of the hub's first version: one idempotent producer, wait for all
@@ -134,10 +133,8 @@ class Passthrough:
                 async with self.lock:
                     if plain is None and not self.coupled:
                         for tp, records in batches.items():
-                            before = self.inflight.get(tp)
-                            if before is not None:
-                                consumer.pause(tp)
-                            self.inflight[tp] = asyncio.create_task(self._partition(consumer, tp, records, before))
+                            consumer.pause(tp)
+                            self.inflight[tp] = asyncio.create_task(self._partition(consumer, tp, records))
                     else:
                         await self._handle(consumer, plain, batches)
         finally:
@@ -159,21 +156,13 @@ class Passthrough:
         else:
             await asyncio.gather(*(self._commit(tp, records) for tp, records in batches.items()))
 
-    async def _partition(
-        self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: list, before: asyncio.Task[None] | None
-    ) -> None:
-        this = asyncio.current_task()
+    async def _partition(self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: list) -> None:
         try:
-            if before is not None:  # no failures to recover from here: the bench injects none
-                await asyncio.wait([before])
-                if tp in consumer.assignment():
-                    consumer.resume(tp)
             await self._commit(tp, records)
         finally:
-            if self.inflight.get(tp) is this:
-                del self.inflight[tp]
-                if tp in consumer.assignment():
-                    consumer.resume(tp)
+            self.inflight.pop(tp, None)
+            if tp in consumer.assignment():
+                consumer.resume(tp)
 
     async def _commit(self, tp: TopicPartition, records: list) -> None:
         producer = await self.producer_for(tp)

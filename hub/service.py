@@ -160,12 +160,11 @@ class TransactionalLoop:
     commit aborts the transaction: the batch is read again from the committed offset, and its
     earlier outputs were never visible. The pipeline itself stays pure; only this loop knows Kafka.
 
-    Partitions do not wait for each other: a partition's batch runs as its own task, so one
-    partition's commit (several broker round trips) never delays another's records. Within a
-    partition, transactions stay strictly one after the other, which keeps the order per melding
-    and the offset bookkeeping of one transactional id per partition; but the next batch is
-    fetched and processed while the one before commits (the partition is paused only while a
-    batch waits so), and commits only if that one did (:meth:`_partition_batch`).
+    Partitions do not wait for each other: a partition's batch runs as its own task while the
+    partition is paused, so the next fetch serves the other partitions and one partition's commit
+    (several broker round trips) never delays another's records. Within a partition, batches stay
+    strictly one after the other (paused until its transaction ended), which keeps the order per
+    melding and the offset bookkeeping of one transactional id per partition.
     """
 
     name = "loop"
@@ -194,14 +193,8 @@ class TransactionalLoop:
         self.side_consumer: AIOKafkaConsumer | None = None
         self.revoking: set[TopicPartition] = set()
         """Partitions whose revocation is waiting for their batch in progress."""
-        self.inflight: dict[TopicPartition, asyncio.Task[bool]] = {}
-        """Per partition, its last batch in progress: being processed and committed, or processed
-        and waiting for the batch before it to commit (the partition is then paused)."""
-        self.sought: dict[TopicPartition, int] = {}
-        """Per partition, how often it was sought back to its committed offset: a batch read
-        before a seek is never committed after it."""
-        self.read_at: dict[TopicPartition, int] = {}
-        """Per partition, :attr:`sought` when its last batch in progress was read."""
+        self.inflight: dict[TopicPartition, asyncio.Task[None]] = {}
+        """Per partition, the batch being processed and committed (the partition is paused)."""
         self._assigned: dict[str, bool] = {}
         """Per consumer (its listener's event name): whether its latest assignment is set up."""
         self._joined = False
@@ -302,7 +295,6 @@ class TransactionalLoop:
         else:
             await consumer.seek_to_beginning(tp)
         self.floor[tp] = committed or 0
-        self.sought[tp] = self.sought.get(tp, 0) + 1
 
     def _new_consumer(self, fetch_max_wait_ms: int) -> AIOKafkaConsumer:
         s = self.settings
@@ -362,88 +354,28 @@ class TransactionalLoop:
                 continue
             async with self.lock:
                 for tp, records in (await self._current(consumer, batches, self.floor)).items():
-                    before = self.inflight.get(tp)
-                    if before is not None:
-                        consumer.pause(tp)  # a third batch waits until this one's transaction begins
-                    read_at = self.sought.get(tp, 0)
-                    self.inflight[tp] = asyncio.create_task(
-                        self._partition_batch(tp, records, read_at, before, self.read_at.get(tp, read_at))
-                    )
-                    self.read_at[tp] = read_at
+                    consumer.pause(tp)  # its next batch waits until this one's transaction ended
+                    self.inflight[tp] = asyncio.create_task(self._partition_batch(tp, records))
 
     async def finish_inflight(self, tps: set[TopicPartition] | None = None) -> None:
-        """Wait until the batches in progress (of ``tps``, or all) have committed, aborted or been
-        dropped. A partition's last batch waits for the one before it, so awaiting it suffices."""
+        """Wait until the batches in progress (of ``tps``, or all) have committed or aborted."""
         tasks = [t for tp, t in list(self.inflight.items()) if tps is None or tp in tps]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _partition_batch(
-        self,
-        tp: TopicPartition,
-        records: list[ConsumerRecord],
-        read_at: int = 0,
-        before: asyncio.Task[bool] | None = None,
-        before_read_at: int = 0,
-    ) -> bool:
-        """One partition batch; True once its transaction committed.
-
-        Its stage runs at once, while the partition's previous batch (``before``) may still be
-        committing: the records wait for the transaction in progress, not for their fetch and their
-        stage after it. ``read_at``, ``before_read_at``: the partition's count of seeks
-        (:attr:`sought`) when each batch was read. See :meth:`_may_follow` for when it commits."""
+    async def _partition_batch(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         started = time.perf_counter()
-        this = asyncio.current_task()
         try:
-            outcomes = await self._process_all({tp: records})
-            if before is not None:
-                await asyncio.wait([before])
-                if not self._may_follow(tp, read_at, before, before_read_at):
-                    return False
-                self._resume(tp)  # the next batch is read and processed while this one commits
-            committed = await self._commit_batch(tp, records, outcomes[tp])
+            await self._handle({tp: records})
             metrics.record_batch(len(records), time.perf_counter() - started)
-            return committed
         except Exception as exc:  # noqa: BLE001 - never skip a batch: read it again from the committed offset
             log.error(f"{self.name}.batch_failed", partition=f"{tp.topic}/{tp.partition}", error=type(exc).__name__)
-            if before is not None:
-                await asyncio.wait([before])  # never a new producer under a transaction in progress
             await self._start_over(tp)
-            return False
         finally:
-            if self.inflight.get(tp) is this:  # the partition's last batch: nothing waits behind it
-                del self.inflight[tp], self.read_at[tp]
-                self._resume(tp)
-
-    def _may_follow(self, tp: TopicPartition, read_at: int, before: asyncio.Task[bool], before_read_at: int) -> bool:
-        """Whether a batch may commit after ``before``, the partition's batch read before it, ended.
-
-        Not when the partition was sought since the batch was read: the seek (to the committed
-        offset) came after a batch that did not commit, and the records come again from there.
-        Not when the partition is being revoked or is gone: its next owner reads them again. Not
-        when the worker stops: it finishes the transactions in progress, and begins none. And
-        not when ``before`` did not commit unless its seek back came before this batch was read
-        (then this batch starts at the committed offset): committed, its offsets would skip the
-        records of ``before``. A seek while a batch is in progress comes only from that batch
-        starting over (a rebalance waits for the batches in progress first)."""
-        if (
-            self.sought.get(tp, 0) != read_at
-            or tp in self.revoking
-            or tp not in self._assignment(tp)
-            or self.stopping.is_set()
-        ):
-            return False
-        committed = not before.cancelled() and before.exception() is None and before.result()
-        return committed or before_read_at != read_at
-
-    def _assignment(self, tp: TopicPartition) -> set[TopicPartition]:
-        consumer = self.consumer_of(tp)
-        return consumer.assignment() if consumer is not None else set()
-
-    def _resume(self, tp: TopicPartition) -> None:
-        consumer = self.consumer_of(tp)
-        if consumer is not None and tp in consumer.assignment():
-            consumer.resume(tp)
+            self.inflight.pop(tp, None)
+            consumer = self.consumer_of(tp)
+            if consumer is not None and tp in consumer.assignment():
+                consumer.resume(tp)
 
     @staticmethod
     async def _current(
@@ -470,26 +402,28 @@ class TransactionalLoop:
                 current[tp] = records
         return current
 
-    async def _commit_batch(self, tp: TopicPartition, records: list[ConsumerRecord], outcomes: list[Any]) -> bool:
-        """The batch's outputs and offset in one transaction; True once it committed. Aborted (or
-        given up), nothing of it is visible downstream, and the partition starts over."""
-        try:
-            await self._ensure_output_topics(t.topic for o in outcomes for t in (o.output, *o.extra))
+    async def _handle(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        outcomes = await self._process_all(batches)
+
+        async def commit(tp: TopicPartition) -> None:
+            await self._ensure_output_topics(t.topic for o in outcomes[tp] for t in (o.output, *o.extra))
             await _bounded(
-                self._commit_partition(tp, records, outcomes),
+                self._commit_partition(tp, batches[tp], outcomes[tp]),
                 self.settings.transaction_timeout_s,
                 min(ABORT_WAIT_S, self.settings.transaction_timeout_s),
             )
-        except Exception as exc:  # noqa: BLE001 - the batch is read again from the committed offset
-            log.warning(
-                f"{self.name}.transaction_aborted",
-                partition=f"{tp.topic}/{tp.partition}",
-                error=type(exc).__name__,
-                detail=str(exc)[:300],
-            )
-            await self._start_over(tp)
-            return False
-        return True
+
+        results = await asyncio.gather(*(commit(tp) for tp in batches), return_exceptions=True)
+        for tp, result in zip(batches, results, strict=True):
+            if isinstance(result, BaseException):
+                # Aborted: nothing of this batch is visible downstream; start over.
+                log.warning(
+                    f"{self.name}.transaction_aborted",
+                    partition=f"{tp.topic}/{tp.partition}",
+                    error=type(result).__name__,
+                    detail=str(result)[:300],
+                )
+                await self._start_over(tp)
 
     async def _start_over(self, tp: TopicPartition) -> None:
         """After a batch that did not commit: a fresh producer (re-fencing is harmless if we still
