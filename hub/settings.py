@@ -51,8 +51,12 @@ class HubSettings(BaseSettings):
     ``consumer_timeout_ms``, default 200). aiokafka can miss the end of a fetch that finished
     while a paused partition resumed, and then sends no fetch until this runs out: with 200 ms,
     every partition stalled for 200 ms a few times a minute at 500 meldingen/s (bench/)."""
-    producer_linger_ms: int = 5
-    """How long a transactional producer waits to fill a batch (the commit sends what is left)."""
+    producer_linger_ms: int = Field(default=0, ge=0)
+    """How long a transactional producer's record batch waits for more records before it goes out.
+    The loop hands a partition batch's outputs over in one go (they fill their record batches
+    before the sender runs) and then waits for their acknowledgements before it adds the offsets
+    and commits, so a linger is added to every transaction: at 500 meldingen/s, 5 ms made the
+    median latency 4–7 ms longer (raw pass-through 16.3 → 20.4 ms, hub 26.1 → 33.0; bench/)."""
     producer_batch_bytes: int = Field(default=256 * 1024, ge=1024, le=1_000_000)
     """Bytes a producer gathers per output partition into one record batch (aiokafka's
     ``max_batch_size``, default 16 KiB). A full batch makes the next send wait until it is on its
