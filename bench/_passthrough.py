@@ -8,7 +8,8 @@ client settings (``hub.settings.HubSettings``, so ``MELDHUB_*`` variables apply 
 consumer (read_committed, same fetch sizes, fetch wait and fetcher wake-up), ``getmany`` batches
 of up to the hub's batch size, one transactional producer per input partition (``acks=all``,
 idempotent, the hub's linger, record batch size and retry back-off, the hub's wait before a new transaction's first AddPartitionsToTxn is retried), each partition's batch in
-its own task with the partition paused until its transaction ended, outputs acknowledged before
+its own task with the partition paused until its transaction ended (and the hub's short fetch
+wait meanwhile), outputs acknowledged before
 the offsets join it. ``--coupled`` is the hub's earlier loop for comparison: batches of 200, all
 partitions of a batch committed together before the next fetch, outputs and offsets sent
 together, the clients' defaults for back-off, fetch wait, batch size and fetcher wake-up. ``plain`` is
@@ -75,6 +76,7 @@ class Passthrough:
         self.producers: dict[TopicPartition, AIOKafkaProducer] = {}
         self.inflight: dict[TopicPartition, asyncio.Task[None]] = {}
         self.fetch_max_wait_ms = 500 if self.coupled else hub.fetch_max_wait_ms
+        self.committing_wait_ms = None if self.coupled else hub.committing_fetch_max_wait_ms
         self.retry_backoff_ms = 100 if self.coupled else hub.producer_retry_backoff_ms
         self.linger_ms = 5 if self.coupled else hub.producer_linger_ms
         self.batch_bytes = 16384 if self.coupled else hub.producer_batch_bytes
@@ -135,6 +137,7 @@ class Passthrough:
                         for tp, records in batches.items():
                             consumer.pause(tp)
                             self.inflight[tp] = asyncio.create_task(self._partition(consumer, tp, records))
+                        self._fetch_wait(consumer)
                     else:
                         await self._handle(consumer, plain, batches)
         finally:
@@ -163,6 +166,14 @@ class Passthrough:
             self.inflight.pop(tp, None)
             if tp in consumer.assignment():
                 consumer.resume(tp)
+            self._fetch_wait(consumer)
+
+    def _fetch_wait(self, consumer: AIOKafkaConsumer) -> None:
+        """As the hub's loop: the short fetch wait while a partition is paused for its transaction."""
+        if self.committing_wait_ms is not None:
+            from hub.service import set_fetch_wait
+
+            set_fetch_wait(consumer, self.committing_wait_ms if self.inflight else self.fetch_max_wait_ms)
 
     async def _commit(self, tp: TopicPartition, records: list) -> None:
         producer = await self.producer_for(tp)

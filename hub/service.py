@@ -68,6 +68,17 @@ def tune_aiokafka(settings: HubSettings) -> None:
     sender.BACKOFF_OVERRIDE = settings.txn_start_retry_ms / 1000
 
 
+def set_fetch_wait(consumer: AIOKafkaConsumer, wait_ms: int) -> bool:
+    """Change a started consumer's fetch wait for its next fetches. aiokafka takes it from its
+    fetcher for each fetch request it builds (``Fetcher._fetch_max_wait_ms``) but has no setter.
+    False, and nothing changed, if that attribute is gone (a newer aiokafka)."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    if fetcher is None or not isinstance(getattr(fetcher, "_fetch_max_wait_ms", None), int):
+        return False
+    fetcher._fetch_max_wait_ms = wait_ms
+    return True
+
+
 def build_pipeline(settings: HubSettings) -> tuple[Pipeline, Registry]:
     """Load shapes, polygons and the registry once, at start-up, not per message.
 
@@ -198,6 +209,7 @@ class TransactionalLoop:
         self._assigned: dict[str, bool] = {}
         """Per consumer (its listener's event name): whether its latest assignment is set up."""
         self._joined = False
+        self._fetch_wait_warned = False
 
     def assignment_changed(self, event: str, done: bool) -> None:
         """Log ``<name>.joined``, once, the first time every consumer (main, and side when there is
@@ -356,6 +368,20 @@ class TransactionalLoop:
                 for tp, records in (await self._current(consumer, batches, self.floor)).items():
                     consumer.pause(tp)  # its next batch waits until this one's transaction ended
                     self.inflight[tp] = asyncio.create_task(self._partition_batch(tp, records))
+                self._adjust_fetch_wait(consumer)
+
+    def _adjust_fetch_wait(self, consumer: AIOKafkaConsumer) -> None:
+        """A short fetch wait while a partition of ``consumer`` is paused for its transaction, the
+        configured one otherwise (``HubSettings.committing_fetch_max_wait_ms``): the consumer has
+        one fetch per broker in flight, and a partition that resumes joins only the next one."""
+        s = self.settings
+        if any(self.consumer_of(tp) is consumer for tp in self.inflight):
+            wait = s.committing_fetch_max_wait_ms
+        else:
+            wait = s.side_fetch_max_wait_ms if consumer is self.side_consumer else s.fetch_max_wait_ms
+        if not set_fetch_wait(consumer, wait) and not self._fetch_wait_warned:
+            self._fetch_wait_warned = True
+            log.warning(f"{self.name}.aiokafka_tuning_skipped", reason="aiokafka Fetcher._fetch_max_wait_ms not found")
 
     async def finish_inflight(self, tps: set[TopicPartition] | None = None) -> None:
         """Wait until the batches in progress (of ``tps``, or all) have committed or aborted."""
@@ -374,8 +400,10 @@ class TransactionalLoop:
         finally:
             self.inflight.pop(tp, None)
             consumer = self.consumer_of(tp)
-            if consumer is not None and tp in consumer.assignment():
-                consumer.resume(tp)
+            if consumer is not None:
+                if tp in consumer.assignment():
+                    consumer.resume(tp)
+                self._adjust_fetch_wait(consumer)
 
     @staticmethod
     async def _current(
