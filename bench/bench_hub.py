@@ -73,6 +73,10 @@ GROUP_WORKERS = 2
 POLL_S = 0.05
 """How often the group's committed offsets are read while a backlog drains (the rate's clock)."""
 TARGET_P99_MS = 50.0
+LOW_RATE, LOW_SECONDS = 30.0, 30.0
+"""A quieter rate, measured too: a partition paused for its transaction waited for the fetch in
+flight for the other partitions, up to the 100 ms fetch wait when they were quiet, so at 30/s the
+hub's p99 was ~90–120 ms, worse than at 500/s (bench/, 2026-12-03)."""
 LATENCY_ROUNDS = 3
 """Paced runs of the hub and of the raw transactional pass-through, taken in turn; p50/p99 over all
 their meldingen together. One run's tail moved by ±25 ms with the machine (2026-12-03), more than
@@ -249,7 +253,9 @@ async def _settled(processes: list[Any], workers: int, timeout: float = 60.0) ->
     raise TimeoutError(f"{workers} hub workers did not each get inbound partitions within {timeout:.0f} s")
 
 
-async def _latency(bootstrap: str, target: str, workdir: Path, fresh: bool = False) -> dict[str, Any]:
+async def _latency(
+    bootstrap: str, target: str, workdir: Path, fresh: bool = False, rate: float = RATE, seconds: float | None = None
+) -> dict[str, Any]:
     """One paced run. ``fresh``: on topics created anew (else on the last run's, the new consumer
     group starting at their end). The broker's first transaction markers to new partitions held
     the hub's commits for 0.7–2.6 s, once, a few seconds into a run (aiokafka's debug log:
@@ -259,7 +265,7 @@ async def _latency(bootstrap: str, target: str, workdir: Path, fresh: bool = Fal
     from hub.topics import INBOUND
 
     logs = workdir / "logs"
-    seconds = SECONDS[target]
+    seconds = SECONDS[target] if seconds is None else seconds
     if target in ("transactional", "coupled", "plain"):
         group = f"bench-lat-raw-{target}-{uuid.uuid4().hex[:6]}"
         if fresh:
@@ -288,9 +294,9 @@ async def _latency(bootstrap: str, target: str, workdir: Path, fresh: bool = Fal
     try:
         c0 = (cpu_seconds(child.proc.pid), cpu_seconds(broker), time.monotonic())
         warm_s = 0.0 if target == "pyshacl" else PACED_WARMUP_S  # it never reaches the rate: no backlog first
-        records = _records(WARMUP + int(RATE * (warm_s + seconds)))
+        records = _records(WARMUP + int(rate * (warm_s + seconds)))
         lat, sent, arrived, send_rate = await paced(
-            bootstrap, src, outputs, records, RATE, seconds, WARMUP, DRAIN_TIMEOUT, warm_s
+            bootstrap, src, outputs, records, rate, seconds, WARMUP, DRAIN_TIMEOUT, warm_s
         )
         c1 = (cpu_seconds(child.proc.pid), cpu_seconds(broker), time.monotonic())
     finally:
@@ -340,6 +346,8 @@ async def _all(bootstrap: str, workdir: Path) -> dict[str, dict[str, Any]]:
             runs.append(await _latency(bootstrap, target, workdir))
     for target, runs in rounds.items():
         results[f"latency-{target}"] = _pooled(runs)
+    for target in ("transactional", "compiled"):
+        results[f"latency-low-{target}"] = await _latency(bootstrap, target, workdir, rate=LOW_RATE, seconds=LOW_SECONDS)
     for target in ("coupled", "plain", "pyshacl"):  # pyshacl last: it leaves a backlog behind
         results[f"latency-{target}"] = await _latency(bootstrap, target, workdir)
     return results
@@ -522,6 +530,8 @@ def run() -> str:
         ("latency-coupled", "(a'') raw pass-through, transactional, the earlier coupled loop"),
         ("latency-plain", "(a') raw pass-through, plain at-least-once"),
         ("latency-compiled", "(b) hub, compiled validator"),
+        ("latency-low-transactional", f"(a) raw pass-through, transactional, at {LOW_RATE:.0f}/s"),
+        ("latency-low-compiled", f"(b) hub, compiled validator, at {LOW_RATE:.0f}/s"),
         ("latency-pyshacl", "(c) hub, pyshacl"),
     ):
         x = r[key]
@@ -558,6 +568,14 @@ def run() -> str:
         + f" ms); target < {TARGET_P99_MS:.0f} ms: {met(p99_ok)}. With pyshacl the hub cannot keep {RATE:.0f}/s up "
         f"(it reaches ~{ref['rate']:.0f}/s): the backlog grows for {lat_p['seconds']:.0f} s and latency with it "
         f"({lat_p['arrived']} of {lat_p['sent']} arrived within {DRAIN_TIMEOUT:.0f} s of the last send).",
+        f"- At {LOW_RATE:.0f} meldingen/s (one run of {LOW_SECONDS:.0f} s each, after the rounds above): hub p50 "
+        f"{r['latency-low-compiled']['p50']:.1f} ms, p99 {r['latency-low-compiled']['p99']:.1f} ms; raw transactional "
+        f"p50 {r['latency-low-transactional']['p50']:.1f}, p99 {r['latency-low-transactional']['p99']:.1f} ms. A "
+        "consumer has one fetch per broker in flight; a partition paused for its transaction joins only the next "
+        "one, so while a partition commits the loop fetches with a short wait "
+        f"({settings.committing_fetch_max_wait_ms} ms, `committing_fetch_max_wait_ms`), else with "
+        f"{settings.fetch_max_wait_ms} ms: with {settings.fetch_max_wait_ms} ms throughout, p99 at this rate was "
+        "~90–120 ms (bench/, 2026-12-03), worse than at 500/s.",
         "- Where the hub's latency goes: (a*), the pass-through writing the hub's own outputs to its owner topics "
         "(the hub's Kafka work without its work per melding), in the same rounds: p50 "
         f"{r['latency-hub-outputs']['p50']:.1f} ms, p99 {r['latency-hub-outputs']['p99']:.1f} ms (each run's p99: "
