@@ -77,6 +77,9 @@ class Passthrough:
         self.inflight: dict[TopicPartition, asyncio.Task[None]] = {}
         self.fetch_max_wait_ms = 500 if self.coupled else hub.fetch_max_wait_ms
         self.committing_wait_ms = None if self.coupled else hub.committing_fetch_max_wait_ms
+        from hub.service import set_fetch_wait
+
+        self.set_fetch_wait = set_fetch_wait  # resolved once: called twice per batch
         self.retry_backoff_ms = 100 if self.coupled else hub.producer_retry_backoff_ms
         self.linger_ms = 5 if self.coupled else hub.producer_linger_ms
         self.batch_bytes = 16384 if self.coupled else hub.producer_batch_bytes
@@ -171,9 +174,7 @@ class Passthrough:
     def _fetch_wait(self, consumer: AIOKafkaConsumer) -> None:
         """As the hub's loop: the short fetch wait while a partition is paused for its transaction."""
         if self.committing_wait_ms is not None:
-            from hub.service import set_fetch_wait
-
-            set_fetch_wait(consumer, self.committing_wait_ms if self.inflight else self.fetch_max_wait_ms)
+            self.set_fetch_wait(consumer, self.committing_wait_ms if self.inflight else self.fetch_max_wait_ms)
 
     async def _commit(self, tp: TopicPartition, records: list) -> None:
         producer = await self.producer_for(tp)

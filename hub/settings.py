@@ -35,10 +35,10 @@ class HubSettings(BaseSettings):
     5 records as for 500: with a backlog, 1000 drained 1.7× faster than 200 (bench/). Under light
     load batches stay small (what arrived during the last fetch wait), so latency does not grow."""
     fetch_max_wait_ms: int = Field(default=100, ge=0)
-    """How long the broker may hold a fetch of the inbound partitions with no new records. The
-    consumer has one fetch per broker in flight: an inbound partition that resumes after its
-    transaction joins the next fetch, so under light load a melding may wait up to this long;
-    under load the fetch in flight ends as soon as any of its partitions has records. Each empty
+    """How long the broker may hold a fetch of the inbound partitions with no new records, while
+    none of them is in a transaction (then ``committing_fetch_max_wait_ms`` applies: a partition
+    that resumes after its transaction joins only the next fetch). Under load the fetch in flight
+    ends as soon as any of its partitions has records. Each empty
     fetch costs the broker CPU. ``meldingen.refusals`` is read by a consumer of its own
     (``side_fetch_max_wait_ms``), so its idle partitions never hold an inbound fetch; with both
     topics in one consumer this had to be 10 ms. Idle, the broker then spent 0.08–0.11 cores on
